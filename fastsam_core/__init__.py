@@ -1,0 +1,29 @@
+"""fastsam-core: a clean, modular PyTorch reimplementation of FastSAM."""
+
+from fastsam_core.config import FASTSAM_S, FASTSAM_X, SCALES, YoloSegConfig, yolov8_seg_config
+from fastsam_core.model import (
+    MODEL_REGISTRY,
+    SegOutput,
+    YoloV8Seg,
+    build_model,
+    fastsam_s,
+    fastsam_x,
+    fuse_conv_bn,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FASTSAM_S",
+    "FASTSAM_X",
+    "MODEL_REGISTRY",
+    "SCALES",
+    "SegOutput",
+    "YoloSegConfig",
+    "YoloV8Seg",
+    "build_model",
+    "fastsam_s",
+    "fastsam_x",
+    "fuse_conv_bn",
+    "yolov8_seg_config",
+]

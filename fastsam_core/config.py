@@ -1,0 +1,127 @@
+"""YOLOv8-seg variant configs for every scale and the FastSAM presets (spec §1.1, §1.4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# Channel counts and repeats of the YOLOv8 yaml before scaling (spec §1.2).
+_BASE_CHANNELS = (64, 128, 256, 512, 1024)  # stem, P2, P3, P4, P5
+_BASE_DEPTHS = (3, 6, 6, 3)  # C2f repeats in stages P2..P5
+_BASE_NECK_DEPTH = 3
+_BASE_PROTO = 256
+
+# (depth multiple, width multiple, max channels) of each scale (spec §1.1).
+SCALES: dict[str, tuple[float, float, int]] = {
+    "n": (0.33, 0.25, 1024),
+    "s": (0.33, 0.50, 1024),
+    "m": (0.67, 0.75, 768),
+    "l": (1.00, 1.00, 512),
+    "x": (1.00, 1.25, 512),
+}
+
+
+def _make_divisible(x: float, divisor: int = 8) -> int:
+    """Round up to a multiple of `divisor` (spec §1.1)."""
+    return int(math.ceil(x / divisor) * divisor)
+
+
+def _scale_channels(c: int, width: float, max_channels: int) -> int:
+    return _make_divisible(min(c, max_channels) * width)
+
+
+def _scale_depth(n: int, depth: float) -> int:
+    # Python's round (banker's) as the reference: round(0.99) = 1, round(1.98) = 2.
+    return max(round(n * depth), 1) if n > 1 else n
+
+
+@dataclass(frozen=True)
+class YoloSegConfig:
+    """A fully resolved YOLOv8-seg variant."""
+
+    channels: tuple[int, int, int, int, int]  # stem, P2, P3, P4, P5 output channels
+    depths: tuple[int, int, int, int]  # C2f repeats in stages P2..P5
+    neck_depth: int  # C2f repeats in each neck block
+    proto_channels: int  # Proto hidden width (spec §1.1 "npr")
+    num_classes: int = 1
+    reg_max: int = 16  # the FastSAM-x checkpoint uses 26 (spec §1.4)
+    num_mask_coeffs: int = 32
+    strides: tuple[int, int, int] = (8, 16, 32)
+    bn_eps: float = 1e-3
+    scale: str | None = None  # the scale letter this config was derived from, if any
+    imgsz: int = 640  # default inference size (FastSAM checkpoints: 1024)
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        checks = {
+            "channels": len(self.channels) == 5 and all(c > 0 for c in self.channels),
+            "depths": len(self.depths) == 4 and all(d > 0 for d in self.depths),
+            "neck_depth": self.neck_depth > 0,
+            "proto_channels": self.proto_channels > 0,
+            "num_classes": self.num_classes > 0,
+            "reg_max": self.reg_max > 1,
+            "num_mask_coeffs": self.num_mask_coeffs > 0,
+            "strides": tuple(self.strides) == (8, 16, 32),
+            "imgsz": self.imgsz > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ValueError(f"invalid YoloSegConfig: {values}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} entries but num_classes is "
+                f"{self.num_classes}"
+            )
+
+    # Head widths (spec §1.4); they depend on P3 channels, reg_max and num_classes.
+    @property
+    def box_hidden(self) -> int:
+        return max(16, self.channels[2] // 4, 4 * self.reg_max)
+
+    @property
+    def class_hidden(self) -> int:
+        return max(self.channels[2], min(self.num_classes, 100))
+
+    @property
+    def coeff_hidden(self) -> int:
+        return max(self.channels[2] // 4, self.num_mask_coeffs)
+
+    @property
+    def head_in_channels(self) -> tuple[int, int, int]:
+        return (self.channels[2], self.channels[3], self.channels[4])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> YoloSegConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown YoloSegConfig fields {unknown}; expected a subset of {sorted(names)}")
+        tuple_fields = ("channels", "depths", "strides", "class_names")
+        fixed = {k: tuple(v) if k in tuple_fields else v for k, v in data.items()}
+        return cls(**fixed)
+
+
+def yolov8_seg_config(scale: str, **overrides: Any) -> YoloSegConfig:
+    """Derive the config of a YOLOv8-seg scale from its (depth, width, max_channels) triple."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(SCALES)}")
+    depth, width, max_channels = SCALES[scale]
+    channels = tuple(_scale_channels(c, width, max_channels) for c in _BASE_CHANNELS)
+    cfg = YoloSegConfig(
+        channels=channels,  # type: ignore[arg-type]
+        depths=tuple(_scale_depth(n, depth) for n in _BASE_DEPTHS),  # type: ignore[arg-type]
+        neck_depth=_scale_depth(_BASE_NECK_DEPTH, depth),
+        proto_channels=_scale_channels(_BASE_PROTO, width, max_channels),
+        scale=scale,
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+FASTSAM_S = yolov8_seg_config("s", num_classes=1, reg_max=16, imgsz=1024, class_names=("object",))
+FASTSAM_X = yolov8_seg_config("x", num_classes=1, reg_max=26, imgsz=1024, class_names=("object",))
