@@ -1,0 +1,230 @@
+"""Image input: paths, arrays, PIL images and tensors -> (H0, W0, 3) uint8 RGB tensors (spec §3.2).
+
+Every accepted source becomes one `LoadedImage` holding a `(H0, W0, 3)` uint8 **RGB** tensor and a
+name used for output files. Conversions (all documented, none rejected):
+
+* files are decoded with Pillow (JPEG, PNG, WebP, BMP, TIFF...) and EXIF orientation is applied;
+* grayscale, palette, CMYK, YCbCr... are converted to RGB; an alpha channel is **dropped** (not
+  composited), which is what the reference's `cv2.imread(IMREAD_COLOR)` and PIL `.convert('RGB')` do;
+* 16-bit images keep their high byte (`v >> 8`), as `cv2.imread(IMREAD_COLOR)` does;
+* numpy arrays are RGB unless `bgr=True` (the reference assumes BGR for arrays: pass `bgr=True`
+  for arrays from OpenCV);
+* torch tensors are `(3, H, W)` or `(H, W, 3)`: uint8 in [0, 255], or floating point in [0, 1]
+  (multiplied by 255, rounded and clamped). A tensor whose first and last dims are both 3 is
+  read as `(3, H, W)`. A 4-D tensor is a batch of `(3, H, W)` images.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+# One image or a sequence of them; a directory or glob string expands to its image files.
+ImageSource = Union[str, Path, np.ndarray, Image.Image, torch.Tensor]
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image.
+
+    Attributes:
+        image: (H0, W0, 3) uint8 RGB tensor on the CPU.
+        name: source name for output files (file path, or "image<i>" for in-memory sources).
+        path: the file it came from, or None for in-memory sources.
+    """
+
+    image: torch.Tensor
+    name: str
+    path: Path | None = None
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+def _has_glob_chars(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def list_image_files(directory: str | Path) -> list[Path]:
+    """Image files directly inside `directory` (by extension, case-insensitive), sorted by name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"image directory not found: {directory}")
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def expand_sources(source: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
+    """Flatten a source into single-image items without decoding anything.
+
+    A directory becomes its sorted image files, a glob pattern (e.g. "photos/*.jpg") its sorted
+    matches, a list/tuple its expanded items, a 4-D tensor its images. Missing paths stay in the
+    list; `load_image` reports them.
+    """
+    if isinstance(source, (list, tuple)):
+        return [item for s in source for item in expand_sources(s)]
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_dir():
+            return list(list_image_files(path))
+        if not path.exists() and _has_glob_chars(str(source)):
+            matches = sorted(glob.glob(str(source), recursive=True))
+            files = [Path(m) for m in matches if Path(m).suffix.lower() in IMAGE_EXTENSIONS]
+            if not files:
+                raise FileNotFoundError(f"no image files match the pattern {str(source)!r}")
+            return list(files)
+        return [path]
+    if isinstance(source, torch.Tensor) and source.ndim == 4:
+        return list(source.unbind(0))
+    return [source]
+
+
+def iter_images(
+    source: ImageSource | Sequence[ImageSource], *, bgr: bool = False
+) -> Iterator[LoadedImage]:
+    """Lazily decode every image of `source` (see `expand_sources`); errors raise on the bad item."""
+    for i, item in enumerate(expand_sources(source)):
+        yield load_image(item, bgr=bgr, index=i)
+
+
+def load_images(
+    source: ImageSource | Sequence[ImageSource], *, bgr: bool = False
+) -> list[LoadedImage]:
+    """Decode every image of `source` (see `expand_sources`) into a list."""
+    items = list(iter_images(source, bgr=bgr))
+    if not items:
+        raise ValueError(f"no images found in {source!r}; expected image files {IMAGE_EXTENSIONS}")
+    return items
+
+
+def load_image(source: ImageSource, *, bgr: bool = False, index: int = 0) -> LoadedImage:
+    """Decode one image source into a (H0, W0, 3) uint8 RGB tensor.
+
+    Args:
+        source: a file path, a numpy array (H, W), (H, W, 1|3|4) uint8/uint16/float, a PIL image,
+            or a torch tensor (3, H, W) / (H, W, 3) uint8 or float in [0, 1].
+        bgr: numpy arrays only: the channels are in BGR order (as from OpenCV).
+        index: position in a batch, used to name in-memory sources ("image<index>").
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: unreadable/corrupt file, zero-size image, wrong shape.
+        TypeError: unsupported source type or dtype.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        return LoadedImage(_read_file(path), str(path), path)
+    name = f"image{index}"
+    if isinstance(source, Image.Image):
+        return LoadedImage(_from_pil(source, name), name)
+    if isinstance(source, np.ndarray):
+        return LoadedImage(_from_numpy(source, bgr=bgr, name=name), name)
+    if isinstance(source, torch.Tensor):
+        return LoadedImage(_from_tensor(source, name), name)
+    raise TypeError(
+        f"unsupported image source type {type(source).__name__}; expected a path, numpy array, "
+        "PIL image, torch tensor, or a list/directory of them"
+    )
+
+
+def _read_file(path: Path) -> torch.Tensor:
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; pass it as a source to expand its images")
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot read image {path}: the file is empty (0 bytes)")
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now so truncated/corrupt data fails here, naming the file
+            img = ImageOps.exif_transpose(img)
+            return _from_pil(img, str(path))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+def _from_pil(img: Image.Image, name: str) -> torch.Tensor:
+    if img.width == 0 or img.height == 0:
+        raise ValueError(f"image {name} has zero size ({img.width}x{img.height})")
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grayscale (mode "I" holds it in 32-bit ints): keep the high byte, as
+        # cv2.imread(IMREAD_COLOR) does; values above 16 bits saturate.
+        arr = np.asarray(img).astype(np.int64)
+        gray = np.clip(arr >> 8, 0, 255)
+        return _from_numpy(gray.astype(np.uint8), bgr=False, name=name)
+    if mode == "F":
+        arr = np.clip(np.rint(np.asarray(img, dtype=np.float32)), 0, 255).astype(np.uint8)
+        return _from_numpy(arr, bgr=False, name=name)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")  # palette transparency becomes alpha, then alpha is dropped
+    rgb = np.asarray(img.convert("RGB"))  # (H, W, 3) uint8; RGBA -> RGB drops alpha
+    return torch.from_numpy(rgb.copy())
+
+
+def _from_numpy(arr: np.ndarray, *, bgr: bool, name: str) -> torch.Tensor:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)  # (H, W) -> (H, W, 3)
+    elif arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(
+            f"numpy image {name} must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+            f"got {arr.shape}"
+        )
+    arr = arr[:, :, :3]  # drop alpha
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"image {name} has zero size {arr.shape[:2]}")
+    arr = _to_uint8(arr, name)
+    if bgr:
+        arr = arr[:, :, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return (arr >> 8).astype(np.uint8)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"image {name} contains NaN or infinite values")
+        return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+    raise TypeError(
+        f"image {name} has dtype {arr.dtype}; expected uint8, uint16, bool or float in [0, 1]"
+    )
+
+
+def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
+    t = t.detach().cpu()
+    if t.ndim == 3 and t.shape[0] == 3:
+        t = t.permute(1, 2, 0)  # (3, H, W) -> (H, W, 3)
+    elif not (t.ndim == 3 and t.shape[2] == 3):
+        raise ValueError(
+            f"tensor image {name} must have shape (3, H, W) or (H, W, 3), got {tuple(t.shape)}"
+        )
+    if t.dtype == torch.uint8:
+        arr = t.numpy()
+    elif t.dtype.is_floating_point:
+        arr = t.float().numpy()  # float in [0, 1]
+    else:
+        raise TypeError(
+            f"tensor image {name} has dtype {t.dtype}; expected uint8 in [0, 255] or float in [0, 1]"
+        )
+    return _from_numpy(np.ascontiguousarray(arr), bgr=False, name=name)
+
+
+def source_stem(loaded: LoadedImage) -> str:
+    """File-name stem for outputs: the file's stem, or the in-memory name."""
+    return loaded.path.stem if loaded.path is not None else loaded.name
