@@ -1,0 +1,269 @@
+"""LetterBox: aspect-preserving resize + centred constant padding to a stride multiple (spec §3.3).
+
+The resize reproduces OpenCV's ``cv2.resize(..., interpolation=INTER_LINEAR)`` on uint8 bit for bit (checked
+against opencv-python 5.0 in ``tests/unit/test_ops_letterbox.py``), so a letterboxed tensor equals the one the
+reference implementations feed their network. OpenCV's uint8 bilinear is fixed point:
+
+* source coordinate ``f = float32((d + 0.5) * src/dst - 0.5)``, ``i = floor(f)``, fraction ``f - i`` (float32);
+* weights ``round_half_even((1 - frac) * 2048)`` and ``round_half_even(frac * 2048)`` (11 bits);
+* horizontal pass: ``S[i] * a0 + S[i+1] * a1`` exactly in int32 (scale 2^11); columns left of 0 / right of
+  ``W0 - 1`` use the border pixel with weight 2048 (x clamp happens *before* the weights);
+* vertical pass (the SIMD formula): ``((((H0 >> 4) * b0) >> 16) + (((H1 >> 4) * b1) >> 16) + 2) >> 2``, where
+  rows are clamped to [0, H0 - 1] but the y weights are not (so the top/bottom edge rows keep both weights).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_COEF_BITS = 11  # OpenCV INTER_RESIZE_COEF_BITS
+_COEF_SCALE = 1 << _COEF_BITS
+
+
+@dataclass(frozen=True)
+class LetterboxGeometry:
+    """Where an original image sits inside the padded network input.
+
+    Attributes:
+        orig_hw: (H0, W0) original image size.
+        resized_hw: (h, w) content size after the resize.
+        input_hw: (H, W) padded network input size.
+        pad_top: rows of padding above the content (``pad_bottom = H - h - pad_top``).
+        pad_left: columns of padding left of the content (``pad_right = W - w - pad_left``).
+        gain: the resize ratio r (content px per original px) used to pick ``resized_hw``.
+    """
+
+    orig_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    pad_top: int
+    pad_left: int
+    gain: float
+
+    @property
+    def pad_bottom(self) -> int:
+        return self.input_hw[0] - self.resized_hw[0] - self.pad_top
+
+    @property
+    def pad_right(self) -> int:
+        return self.input_hw[1] - self.resized_hw[1] - self.pad_left
+
+
+def _pair(imgsz: int | tuple[int, int] | list[int], name: str = "imgsz") -> tuple[int, int]:
+    if isinstance(imgsz, bool):
+        raise TypeError(f"{name} must be an int or (height, width), got {imgsz!r}")
+    if isinstance(imgsz, int):
+        return imgsz, imgsz
+    if isinstance(imgsz, (tuple, list)) and len(imgsz) in (1, 2) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in imgsz
+    ):
+        return (imgsz[0], imgsz[0]) if len(imgsz) == 1 else (imgsz[0], imgsz[1])
+    raise TypeError(f"{name} must be an int or (height, width) ints, got {imgsz!r}")
+
+
+def check_imgsz(imgsz: int | tuple[int, int] | list[int], stride: int = 32) -> tuple[int, int]:
+    """Round each side of ``imgsz`` UP to a multiple of ``stride`` (8.0.120 ``check_imgsz``, spec §3.3).
+
+    Args:
+        imgsz: an int (square) or (height, width).
+        stride: the network's largest stride.
+
+    Returns:
+        (H, W) multiples of ``stride``; a warning is logged when a side changed.
+    """
+    h, w = _pair(imgsz)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"imgsz must be positive, got {(h, w)}; pass e.g. imgsz=1024")
+    out = (math.ceil(h / stride) * stride, math.ceil(w / stride) * stride)
+    if out != (h, w):
+        logger.warning("imgsz %s is not a multiple of stride %d, updating to %s", (h, w), stride, out)
+    return out
+
+
+def letterbox_geometry(
+    orig_hw: tuple[int, int],
+    imgsz: int | tuple[int, int],
+    stride: int = 32,
+    auto: bool = True,
+    scaleup: bool = True,
+) -> LetterboxGeometry:
+    """Compute the letterbox resize and padding for one image (spec §3.3).
+
+    Args:
+        orig_hw: (H0, W0) original size.
+        imgsz: target size, an int (square) or (height, width); not rounded here (see ``check_imgsz``).
+        stride: with ``auto``, padding is reduced modulo ``stride`` (the minimum rectangle).
+        auto: pad only up to the next multiple of ``stride`` instead of up to ``imgsz``.
+        scaleup: allow r > 1 (upscaling small images).
+
+    Returns:
+        The geometry; ``input_hw`` equals ``imgsz`` when ``auto`` is False.
+    """
+    if len(orig_hw) != 2:
+        raise ValueError(f"orig_hw must be (H0, W0), got {orig_hw!r}")
+    h0, w0 = int(orig_hw[0]), int(orig_hw[1])
+    if h0 <= 0 or w0 <= 0:
+        raise ValueError(f"orig_hw must be positive (H0, W0), got {(h0, w0)}")
+    new_h, new_w = _pair(imgsz)
+    r = min(new_h / h0, new_w / w0)
+    if not scaleup:
+        r = min(r, 1.0)
+    # Python round() is banker's rounding, as upstream; at least 1 px (8.4.190 guard for thin images)
+    unpad_w, unpad_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
+    dw, dh = new_w - unpad_w, new_h - unpad_h
+    if auto:
+        dw, dh = dw % stride, dh % stride  # minimum rectangle (Python % is non-negative like np.mod)
+    dw, dh = dw / 2, dh / 2  # split between both sides
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    return LetterboxGeometry(
+        orig_hw=(h0, w0),
+        resized_hw=(unpad_h, unpad_w),
+        input_hw=(unpad_h + top + bottom, unpad_w + left + right),
+        pad_top=top,
+        pad_left=left,
+        gain=r,
+    )
+
+
+def repad_geometry(geometry: LetterboxGeometry, input_hw: tuple[int, int]) -> LetterboxGeometry:
+    """Re-centre a geometry's content inside a larger ``input_hw`` (same ``round(d -/+ 0.1)`` split).
+
+    Used by ``letterbox_batch`` to put images of different sizes into one common padded shape.
+    """
+    big_h, big_w = input_hw
+    h, w = geometry.resized_hw
+    if big_h < h or big_w < w:
+        raise ValueError(f"input_hw {input_hw} is smaller than the resized content {(h, w)}")
+    return LetterboxGeometry(
+        orig_hw=geometry.orig_hw,
+        resized_hw=geometry.resized_hw,
+        input_hw=(big_h, big_w),
+        pad_top=round((big_h - h) / 2 - 0.1),
+        pad_left=round((big_w - w) / 2 - 0.1),
+        gain=geometry.gain,
+    )
+
+
+def _linear_taps(
+    src: int, dst: int, clamp_fraction: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """OpenCV INTER_LINEAR source indices and 11-bit weights along one axis.
+
+    Returns:
+        (i0, i1, w0, w1): (dst,) int64 indices clamped to [0, src - 1] and (dst,) int32 weights.
+    """
+    d = torch.arange(dst, dtype=torch.float64, device=device)
+    f = ((d + 0.5) * (src / dst) - 0.5).to(torch.float32)  # computed in double, stored as float (as OpenCV)
+    i = torch.floor(f)
+    frac = f - i  # float32
+    i = i.to(torch.int64)
+    if clamp_fraction:  # x axis: outside columns take the border pixel with full weight
+        outside = (i < 0) | (i >= src - 1)
+        frac = torch.where(outside, torch.zeros_like(frac), frac)
+        i = i.clamp(0, src - 1)
+    w0 = torch.round((1.0 - frac) * _COEF_SCALE).to(torch.int32)  # round-half-even, like cvRound
+    w1 = torch.round(frac * _COEF_SCALE).to(torch.int32)
+    return i.clamp(0, src - 1), (i + 1).clamp(0, src - 1), w0, w1
+
+
+def resize_linear(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a uint8 image, bit-exact with ``cv2.resize(INTER_LINEAR)``.
+
+    Args:
+        image: (C, H0, W0) uint8.
+        size_hw: (h, w) output size.
+
+    Returns:
+        (C, h, w) uint8.
+    """
+    if image.dtype != torch.uint8 or image.ndim != 3:
+        raise TypeError(
+            f"resize_linear expects a (C, H0, W0) uint8 image, got {tuple(image.shape)} {image.dtype}; "
+            "convert with image.to(torch.uint8)"
+        )
+    out_h, out_w = size_hw
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"size_hw must be positive, got {size_hw}")
+    _, h0, w0 = image.shape
+    if (h0, w0) == (out_h, out_w):
+        return image.clone()
+    xi0, xi1, a0, a1 = _linear_taps(w0, out_w, clamp_fraction=True, device=image.device)
+    yi0, yi1, b0, b1 = _linear_taps(h0, out_h, clamp_fraction=False, device=image.device)
+    src = image.to(torch.int32)
+    # horizontal pass, exact: values < 255 * 2^11
+    rows = src[:, :, xi0] * a0 + src[:, :, xi1] * a1  # (C, H0, w) int32
+    top, bottom = rows[:, yi0] >> 4, rows[:, yi1] >> 4  # (C, h, w); >> 4 as OpenCV packs to int16
+    # vertical pass: high half of the 16x16-bit products, then rounding shift by 2 (OpenCV SIMD path)
+    out = ((top * b0[:, None]) >> 16) + ((bottom * b1[:, None]) >> 16)
+    return ((out + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+
+
+def letterbox(
+    image: torch.Tensor, geometry: LetterboxGeometry, pad_value: int = 114
+) -> torch.Tensor:
+    """Resize ``image`` to ``geometry.resized_hw`` and pad it to ``geometry.input_hw``.
+
+    Args:
+        image: (C, H0, W0) uint8 (any channel order; channels are treated alike).
+        geometry: from ``letterbox_geometry`` for this image's size.
+        pad_value: constant fill of the padding (114 upstream).
+
+    Returns:
+        (C, H, W) uint8 with the content at rows ``pad_top:pad_top+h``, columns ``pad_left:pad_left+w``.
+    """
+    if image.ndim != 3 or image.dtype != torch.uint8:
+        raise TypeError(
+            f"letterbox expects a (C, H0, W0) uint8 image, got {tuple(image.shape)} {image.dtype}"
+        )
+    if tuple(image.shape[1:]) != tuple(geometry.orig_hw):
+        raise ValueError(
+            f"image is {tuple(image.shape[1:])} (H0, W0) but the geometry was computed for "
+            f"{geometry.orig_hw}; call letterbox_geometry(image.shape[1:], imgsz)"
+        )
+    h, w = geometry.resized_hw
+    content = resize_linear(image, (h, w))
+    out = image.new_full((image.shape[0], *geometry.input_hw), pad_value)
+    out[:, geometry.pad_top : geometry.pad_top + h, geometry.pad_left : geometry.pad_left + w] = content
+    return out
+
+
+def letterbox_batch(
+    images: list[torch.Tensor],
+    imgsz: int | tuple[int, int],
+    stride: int = 32,
+    auto: bool | None = None,
+    scaleup: bool = True,
+    pad_value: int = 114,
+) -> tuple[torch.Tensor, list[LetterboxGeometry]]:
+    """Letterbox several images, possibly of different sizes, into one padded batch.
+
+    Args:
+        images: list of (C, H0_i, W0_i) uint8 tensors.
+        imgsz: target size (int or (height, width)).
+        stride: padding multiple for ``auto``.
+        auto: None follows upstream's rule (minimum rectangle only if all images have the same size,
+            otherwise every image is padded to the full ``imgsz``). True gives each image its minimum
+            rectangle and re-centres all in the largest one; False pads to ``imgsz``.
+        scaleup: allow upscaling.
+        pad_value: padding fill.
+
+    Returns:
+        (B, C, H, W) uint8 batch and the per-image geometries (all with the same ``input_hw``).
+    """
+    if not images:
+        raise ValueError("letterbox_batch needs at least one image, got an empty list")
+    if auto is None:
+        auto = len({tuple(im.shape[1:]) for im in images}) == 1
+    geoms = [letterbox_geometry(tuple(im.shape[1:]), imgsz, stride, auto, scaleup) for im in images]
+    big_h = max(g.input_hw[0] for g in geoms)
+    big_w = max(g.input_hw[1] for g in geoms)
+    geoms = [g if g.input_hw == (big_h, big_w) else repad_geometry(g, (big_h, big_w)) for g in geoms]
+    batch = torch.stack([letterbox(im, g, pad_value) for im, g in zip(images, geoms)])  # (B, C, H, W)
+    return batch, geoms

@@ -1,0 +1,136 @@
+"""A cached virtualenv with ``ultralytics==8.0.120`` (the OFFICIAL FastSAM reference, spec §0 "U120").
+
+Tests cannot import 8.0.120 next to the 8.4.190 oracle, so they run it in a subprocess:
+
+    python = ul120_python()                       # builds <cache>/venv120 once (file-locked)
+    out = run_ul120(script, inputs={"x": tensor})  # runs `script` there, returns its `result` dict
+
+The venv uses ``--system-site-packages`` (torch, numpy, cv2 come from this interpreter) and installs only
+``ultralytics==8.0.120 --no-deps`` into its own site-packages, which shadow the system's 8.4.190.
+Cache dir: ``$FASTSAM_TEST_CACHE`` or ``~/.cache/fastsam-core-tests``. Concurrent test processes serialise the
+install on ``<cache>/venv120.lock``; a ``.ready`` marker is written only after a successful install.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import torch
+
+VERSION = "8.0.120"
+
+
+def cache_dir() -> Path:
+    """The test cache directory (``$FASTSAM_TEST_CACHE`` or ``~/.cache/fastsam-core-tests``)."""
+    root = os.environ.get("FASTSAM_TEST_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "fastsam-core-tests"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def ul120_env() -> dict[str, str]:
+    """Environment for running 8.0.120 under torch >= 2.6, offline, with a private settings dir."""
+    env = dict(os.environ)
+    config_dir = cache_dir() / "ul120-config"
+    config_dir.mkdir(exist_ok=True)
+    env.update(
+        TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1",  # 8.0.x pickles full modules (spec §2.4)
+        YOLO_OFFLINE="1",
+        YOLO_CONFIG_DIR=str(config_dir),
+        PYTHONNOUSERSITE="1",
+    )
+    env.pop("PYTHONPATH", None)  # keep the repo (and its tests package) out of the 8.0.120 process
+    return env
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def ul120_python() -> Path:
+    """Path to a python executable whose ``import ultralytics`` is 8.0.120; builds the venv once.
+
+    Raises:
+        RuntimeError: venv creation or ``pip install`` failed (the message carries pip's output).
+    """
+    root = cache_dir()
+    venv = root / "venv120"
+    ready = venv / ".ready"
+    if ready.exists():
+        return _venv_python(venv)
+    with open(root / "venv120.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be installing right now
+        try:
+            if ready.exists():
+                return _venv_python(venv)
+            shutil.rmtree(venv, ignore_errors=True)  # a half-built venv from a killed run
+            steps = [
+                [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                [str(_venv_python(venv)), "-m", "pip", "install", "--quiet", "--no-deps",
+                 f"ultralytics=={VERSION}"],
+            ]
+            for cmd in steps:
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=ul120_env())
+                if proc.returncode != 0:
+                    raise RuntimeError(
+                        f"building the ultralytics=={VERSION} test venv failed at {cmd}:\n"
+                        f"{proc.stdout}\n{proc.stderr}"
+                    )
+            check = subprocess.run(
+                [str(_venv_python(venv)), "-c", "import ultralytics; print(ultralytics.__version__)"],
+                capture_output=True, text=True, env=ul120_env(),
+            )
+            if check.stdout.strip() != VERSION:
+                raise RuntimeError(
+                    f"venv {venv} imports ultralytics {check.stdout.strip()!r}, expected {VERSION}:\n"
+                    f"{check.stderr}"
+                )
+            ready.write_text(VERSION)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return _venv_python(venv)
+
+
+_PRELUDE = """
+import sys, torch
+torch.set_num_threads(1)
+inputs = torch.load(sys.argv[1])
+"""
+_EPILOGUE = """
+torch.save(result, sys.argv[2])
+"""
+
+
+def run_ul120(script: str, inputs: dict, timeout: float = 300.0) -> dict:
+    """Run ``script`` under ultralytics 8.0.120 and return the dict it assigns to ``result``.
+
+    Args:
+        script: python source; sees ``inputs`` (the dict below, loaded with torch.load) and must set
+            ``result`` to a dict of tensors / python values.
+        inputs: tensors and plain values, saved with torch.save.
+        timeout: seconds before the subprocess is killed.
+
+    Raises:
+        RuntimeError: the script failed (its stderr is included).
+    """
+    python = ul120_python()
+    with tempfile.TemporaryDirectory() as tmp:
+        src, inp, out = Path(tmp, "script.py"), Path(tmp, "in.pt"), Path(tmp, "out.pt")
+        src.write_text(_PRELUDE + textwrap.dedent(script) + _EPILOGUE)
+        torch.save(inputs, inp)
+        proc = subprocess.run(
+            [str(python), str(src), str(inp), str(out)],
+            capture_output=True, text=True, env=ul120_env(), timeout=timeout, cwd=tmp,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"ultralytics {VERSION} subprocess failed:\n{proc.stderr[-4000:]}")
+        return torch.load(out, weights_only=False)
