@@ -1,5 +1,6 @@
 """fastsam-core: a clean, modular PyTorch reimplementation of FastSAM."""
 
+from fastsam_core.compact_masks import CompactMasks
 from fastsam_core.config import FASTSAM_S, FASTSAM_X, SCALES, YoloSegConfig, yolov8_seg_config
 from fastsam_core.model import (
     MODEL_REGISTRY,
@@ -10,13 +11,16 @@ from fastsam_core.model import (
     fastsam_x,
     fuse_conv_bn,
 )
+from fastsam_core.results import Results
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompactMasks",
     "FASTSAM_S",
     "FASTSAM_X",
     "MODEL_REGISTRY",
+    "Results",
     "SCALES",
     "SegOutput",
     "YoloSegConfig",

@@ -1,0 +1,522 @@
+"""Compact instance masks: each mask stored only inside its box (issue #5 part 1, spec §3.8).
+
+A dense (N, H, W) bool tensor for 300 masks on a 2000x3000 photo takes 1.8 GB; most of it is
+background outside each mask's box. `CompactMasks` keeps, per mask, the bool crop of its integer
+region `[x0, y0, x1, y1)` (row-major) in one flat buffer with offsets, so memory grows with the sum
+of region areas. The flat layout is what a fused mask-assembly kernel can write directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Union
+
+import numpy as np
+import torch
+
+Index = Union[int, slice, torch.Tensor, Sequence[int], Sequence[bool], np.ndarray]
+
+
+def _as_hw(image_hw: Sequence[int]) -> tuple[int, int]:
+    if len(image_hw) != 2 or any(int(v) < 0 for v in image_hw):
+        raise ValueError(f"image_hw must be (H, W) with H, W >= 0, got {tuple(image_hw)}")
+    return int(image_hw[0]), int(image_hw[1])
+
+
+def _region_sizes(regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heights and widths (N,) int64 of integer regions (N, 4) [x0, y0, x1, y1)."""
+    heights = (regions[:, 3] - regions[:, 1]).clamp(min=0)
+    widths = (regions[:, 2] - regions[:, 0]).clamp(min=0)
+    return heights, widths
+
+
+def _offsets_from_sizes(numels: torch.Tensor) -> torch.Tensor:
+    """(N,) element counts -> (N + 1,) int64 start offsets into the flat buffer."""
+    offsets = torch.zeros(numels.numel() + 1, dtype=torch.int64, device=numels.device)
+    torch.cumsum(numels, 0, out=offsets[1:])
+    return offsets
+
+
+class CompactMasks:
+    """N binary masks in an (H, W) frame, each stored as a bool crop of its region.
+
+    Attributes:
+        regions: (N, 4) int64 [x0, y0, x1, y1), x1/y1 exclusive, clipped to the frame;
+            an empty region (x1 <= x0 or y1 <= y0) stores nothing and means an all-false mask.
+        data: (sum_i h_i * w_i,) bool, crop i in row-major order at data[offsets[i]:offsets[i+1]].
+        offsets: (N + 1,) int64 start offsets of each crop in `data`.
+        image_hw: (H, W) of the frame the regions live in.
+
+    Everything lives on `data.device`; no method densifies unless its name says so.
+    """
+
+    def __init__(
+        self,
+        regions: torch.Tensor,
+        data: torch.Tensor,
+        offsets: torch.Tensor,
+        image_hw: Sequence[int],
+    ) -> None:
+        """Wrap an already-built flat buffer (what a kernel emits). Prefer `from_crops`/`from_dense`.
+
+        Args:
+            regions: (N, 4) int64 [x0, y0, x1, y1) inside the frame (0 <= x0 <= x1 <= W, same for y).
+            data: (M,) bool flat buffer, M = offsets[-1].
+            offsets: (N + 1,) int64, offsets[0] = 0, offsets[i+1] - offsets[i] = h_i * w_i.
+            image_hw: (H, W) of the frame.
+        """
+        self.image_hw = _as_hw(image_hw)
+        if regions.ndim != 2 or regions.shape[1] != 4:
+            raise ValueError(f"regions must have shape (N, 4), got {tuple(regions.shape)}")
+        if regions.dtype != torch.int64:
+            raise TypeError(f"regions must be int64, got {regions.dtype}; use .long()")
+        if data.ndim != 1 or data.dtype != torch.bool:
+            raise TypeError(
+                f"data must be a flat bool tensor, got {data.dtype} {tuple(data.shape)}"
+            )
+        n = regions.shape[0]
+        if offsets.shape != (n + 1,) or offsets.dtype != torch.int64:
+            raise ValueError(
+                f"offsets must be int64 of shape ({n + 1},), got {offsets.dtype} "
+                f"{tuple(offsets.shape)}"
+            )
+        if int(offsets[-1]) != data.numel():
+            raise ValueError(
+                f"offsets[-1] ({int(offsets[-1])}) must equal data.numel() ({data.numel()})"
+            )
+        self.regions = regions.to(data.device)
+        self.data = data
+        self.offsets = offsets.to(data.device)
+        # Areas are cached: masks are immutable after construction.
+        self._areas: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def empty(
+        cls, image_hw: Sequence[int], device: torch.device | str = "cpu"
+    ) -> CompactMasks:
+        """Zero masks in an (H, W) frame."""
+        return cls(
+            torch.zeros((0, 4), dtype=torch.int64, device=device),
+            torch.zeros(0, dtype=torch.bool, device=device),
+            torch.zeros(1, dtype=torch.int64, device=device),
+            image_hw,
+        )
+
+    @classmethod
+    def from_crops(
+        cls,
+        regions: torch.Tensor,
+        crops: Sequence[torch.Tensor],
+        image_hw: Sequence[int],
+    ) -> CompactMasks:
+        """Build from per-mask crops.
+
+        Args:
+            regions: (N, 4) integer [x0, y0, x1, y1) in frame pixels; may extend past the frame
+                (the crop is clipped with it).
+            crops: N bool (or 0/1) tensors, crop i of shape (y1 - y0, x1 - x0) of the unclipped
+                region i (a (0, 0) crop for an empty region).
+            image_hw: (H, W) of the frame.
+        """
+        height, width = _as_hw(image_hw)
+        regions = torch.as_tensor(regions)
+        if regions.ndim != 2 or regions.shape[1] != 4 or regions.shape[0] != len(crops):
+            raise ValueError(
+                f"regions must have shape (N, 4) with N = len(crops) = {len(crops)}, "
+                f"got {tuple(regions.shape)}"
+            )
+        if regions.is_floating_point():
+            raise TypeError("regions must be integer pixel indices; round boxes before calling")
+        device = crops[0].device if len(crops) else regions.device
+        regions = regions.to(device=device, dtype=torch.int64)
+        clipped = regions.clone()
+        clipped[:, 0::2] = regions[:, 0::2].clamp(0, width)
+        clipped[:, 1::2] = regions[:, 1::2].clamp(0, height)
+        flat = []
+        for i, crop in enumerate(crops):
+            x0, y0, x1, y1 = regions[i].tolist()
+            expected = (max(y1 - y0, 0), max(x1 - x0, 0))
+            if tuple(crop.shape) != expected:
+                raise ValueError(
+                    f"crop {i} must have shape (y1 - y0, x1 - x0) = {expected} for region "
+                    f"{[x0, y0, x1, y1]}, got {tuple(crop.shape)}"
+                )
+            cx0, cy0, cx1, cy1 = clipped[i].tolist()
+            if cx1 <= cx0 or cy1 <= cy0:
+                clipped[i] = 0
+                continue
+            inner = crop[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+            flat.append(inner.to(device=device, dtype=torch.bool).reshape(-1))
+        heights, widths = _region_sizes(clipped)
+        data = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.bool, device=device)
+        return cls(clipped, data, _offsets_from_sizes(heights * widths), (height, width))
+
+    @classmethod
+    def from_dense(cls, masks: torch.Tensor) -> CompactMasks:
+        """Build from dense (N, H, W) masks (bool or 0/1), storing only each tight box."""
+        if masks.ndim != 3:
+            raise ValueError(f"dense masks must have shape (N, H, W), got {tuple(masks.shape)}")
+        masks = masks.bool() if masks.dtype != torch.bool else masks
+        n, height, width = masks.shape
+        boxes = _tight_boxes_dense(masks)  # (N, 4) int64
+        crops = [masks[i, y0:y1, x0:x1] for i, (x0, y0, x1, y1) in enumerate(boxes.tolist())]
+        if n == 0:
+            return cls.empty((height, width), masks.device)
+        return cls.from_crops(boxes, crops, (height, width))
+
+    @classmethod
+    def cat(cls, items: Sequence[CompactMasks]) -> CompactMasks:
+        """Concatenate mask sets that share one frame (and device)."""
+        if not items:
+            raise ValueError("cat needs at least one CompactMasks")
+        frames = {m.image_hw for m in items}
+        if len(frames) != 1:
+            raise ValueError(f"cat needs one frame, got image_hw {sorted(frames)}")
+        device = items[0].device
+        offsets = [items[0].offsets]
+        for m in items[1:]:
+            offsets.append(m.offsets[1:].to(device) + offsets[-1][-1])
+        return cls(
+            torch.cat([m.regions.to(device) for m in items]),
+            torch.cat([m.data.to(device) for m in items]),
+            torch.cat(offsets),
+            items[0].image_hw,
+        )
+
+    # ------------------------------------------------------------------ basic protocol
+    def __len__(self) -> int:
+        return self.regions.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"CompactMasks(n={len(self)}, image_hw={self.image_hw}, "
+            f"stored={self.data.numel()} px, device={self.device})"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    def to(self, device: torch.device | str) -> CompactMasks:
+        """Copy to another device (returns self if already there)."""
+        if torch.device(device) == self.device:
+            return self
+        out = CompactMasks(
+            self.regions.to(device), self.data.to(device), self.offsets.to(device), self.image_hw
+        )
+        if self._areas is not None:
+            out._areas = self._areas.to(device)
+        return out
+
+    def crop(self, i: int) -> torch.Tensor:
+        """(h_i, w_i) bool view of mask i inside its region."""
+        x0, y0, x1, y1 = self.regions[i].tolist()
+        start, stop = self.offsets[i].item(), self.offsets[i + 1].item()
+        return self.data[start:stop].view(max(y1 - y0, 0), max(x1 - x0, 0))
+
+    def crops(self) -> list[torch.Tensor]:
+        """All crops as views, in order."""
+        return [self.crop(i) for i in range(len(self))]
+
+    def __getitem__(self, index: Index) -> CompactMasks:
+        """Subset by int, slice, bool mask or integer indices; always returns CompactMasks."""
+        idx = _normalize_index(index, len(self), self.device)
+        numels = self.offsets[1:] - self.offsets[:-1]  # (N,)
+        sel_numels = numels[idx]
+        new_offsets = _offsets_from_sizes(sel_numels)
+        total = int(new_offsets[-1])
+        # Gather source positions segment by segment without a Python loop:
+        # position j of segment k reads data[offsets[idx[k]] + j].
+        seg = torch.repeat_interleave(torch.arange(idx.numel(), device=self.device), sel_numels)
+        within = torch.arange(total, device=self.device) - new_offsets[:-1][seg]
+        data = self.data[self.offsets[:-1][idx][seg] + within]
+        out = CompactMasks(self.regions[idx], data, new_offsets, self.image_hw)
+        if self._areas is not None:
+            out._areas = self._areas[idx]
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def areas(self) -> torch.Tensor:
+        """(N,) int64 number of true pixels per mask."""
+        if self._areas is None:
+            self._areas = _segment_sums(self.data, self.offsets)
+        return self._areas
+
+    def tight_boxes(self) -> torch.Tensor:
+        """(N, 4) int64 [x0, y0, x1, y1) tight box of the true pixels; all zero for empty masks."""
+        boxes = torch.zeros((len(self), 4), dtype=torch.int64, device=self.device)
+        for i in range(len(self)):
+            crop = self.crop(i)
+            if crop.numel() == 0:
+                continue
+            local = _tight_boxes_dense(crop[None])[0]
+            if local[2] > local[0]:
+                boxes[i] = local + self.regions[i, :2].repeat(2)
+        return boxes
+
+    def contains_points(self, points: torch.Tensor) -> torch.Tensor:
+        """(N, P) bool: is integer point p = (x, y) inside mask n? Points off the frame are False."""
+        points = torch.as_tensor(points, device=self.device)
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ValueError(f"points must be (P, 2) integer xy, got {tuple(points.shape)}")
+        if points.is_floating_point():
+            raise TypeError("points must be integer pixel coordinates; use .long() after rounding")
+        x = points[:, 0].long()[None, :]  # (1, P)
+        y = points[:, 1].long()[None, :]
+        x0, y0, x1, y1 = (self.regions[:, k, None] for k in range(4))  # each (N, 1)
+        inside = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)  # (N, P)
+        flat = self.offsets[:-1, None] + (y - y0) * (x1 - x0) + (x - x0)  # (N, P)
+        flat = torch.where(inside, flat, torch.zeros_like(flat))
+        if self.data.numel() == 0:
+            return inside
+        return inside & self.data[flat]
+
+    def box_overlap(self, boxes: torch.Tensor) -> torch.Tensor:
+        """(N, M) int64 count of mask pixels inside each integer box [x0, y0, x1, y1)."""
+        boxes = torch.as_tensor(boxes, device=self.device)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes must be (M, 4) integer xyxy, got {tuple(boxes.shape)}")
+        if boxes.is_floating_point():
+            raise TypeError("boxes must be integer pixel coordinates; round/truncate first")
+        boxes = boxes.long()
+        out = torch.zeros((len(self), boxes.shape[0]), dtype=torch.int64, device=self.device)
+        for i in range(len(self)):
+            crop = self.crop(i)
+            if crop.numel() == 0:
+                continue
+            rx0, ry0 = self.regions[i, 0], self.regions[i, 1]
+            h, w = crop.shape
+            # Summed-area table of the crop: integral[r, c] = sum(crop[:r, :c]).
+            integral = torch.zeros((h + 1, w + 1), dtype=torch.int64, device=self.device)
+            integral[1:, 1:] = crop.long().cumsum(0).cumsum(1)
+            bx0 = (boxes[:, 0] - rx0).clamp(0, w)  # (M,) box in crop coordinates
+            bx1 = (boxes[:, 2] - rx0).clamp(0, w)
+            by0 = (boxes[:, 1] - ry0).clamp(0, h)
+            by1 = (boxes[:, 3] - ry0).clamp(0, h)
+            bx1, by1 = torch.maximum(bx1, bx0), torch.maximum(by1, by0)
+            out[i] = (
+                integral[by1, bx1] - integral[by0, bx1] - integral[by1, bx0] + integral[by0, bx0]
+            )
+        return out
+
+    # ------------------------------------------------------------------ dense views
+    def to_dense(self) -> torch.Tensor:
+        """(N, H, W) bool dense masks (allocates N*H*W bytes)."""
+        height, width = self.image_hw
+        dense = torch.zeros((len(self), height, width), dtype=torch.bool, device=self.device)
+        for i, (x0, y0, x1, y1) in enumerate(self.regions.tolist()):
+            if x1 > x0 and y1 > y0:
+                dense[i, y0:y1, x0:x1] = self.crop(i)
+        return dense
+
+    def union(self) -> torch.Tensor:
+        """(H, W) bool union of all masks (one dense frame, not N)."""
+        height, width = self.image_hw
+        out = torch.zeros((height, width), dtype=torch.bool, device=self.device)
+        for i, (x0, y0, x1, y1) in enumerate(self.regions.tolist()):
+            if x1 > x0 and y1 > y0:
+                out[y0:y1, x0:x1] |= self.crop(i)
+        return out
+
+    def dense(self, i: int) -> torch.Tensor:
+        """(H, W) bool dense view of the single mask i."""
+        height, width = self.image_hw
+        out = torch.zeros((height, width), dtype=torch.bool, device=self.device)
+        x0, y0, x1, y1 = self.regions[i].tolist()
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = self.crop(i)
+        return out
+
+    # ------------------------------------------------------------------ resampling
+    def resized(
+        self,
+        out_hw: Sequence[int],
+        window: Sequence[int] | None = None,
+        mode: Literal["nearest", "bilinear"] = "nearest",
+    ) -> CompactMasks:
+        """Map masks to another frame: take `window` of this frame and resize it to `out_hw`.
+
+        Used to bring letterbox-resolution masks (retina off) to the original image: `window` is
+        the content area (top, left, height, width) inside the letterbox; pixels outside it are
+        dropped. Sampling matches `torch.nn.functional.interpolate` on the dense window:
+        "nearest" (source index floor(dst * in / out), as cv2 INTER_NEAREST) or "bilinear"
+        (align_corners=False on 0/1 values, then > 0.5, as ultralytics' `scale_masks`).
+
+        Args:
+            out_hw: (H0, W0) target frame.
+            window: (top, left, height, width) inside this frame; default the whole frame.
+            mode: "nearest" or "bilinear".
+        Returns:
+            CompactMasks in the (H0, W0) frame, each crop computed from its own region only.
+        """
+        out_h, out_w = _as_hw(out_hw)
+        height, width = self.image_hw
+        top, left, win_h, win_w = (0, 0, height, width) if window is None else map(int, window)
+        if top < 0 or left < 0 or win_h <= 0 or win_w <= 0 or top + win_h > height or (
+            left + win_w > width
+        ):
+            raise ValueError(
+                f"window (top, left, height, width) must lie inside the {self.image_hw} frame "
+                f"with positive size, got {tuple(window) if window is not None else None}"
+            )
+        if mode not in ("nearest", "bilinear"):
+            raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
+        if len(self) == 0 or out_h == 0 or out_w == 0:
+            return CompactMasks.empty((out_h, out_w), self.device)
+        sample = _resize_nearest_crop if mode == "nearest" else _resize_bilinear_crop
+        rows = _axis_map(win_h, out_h, mode, self.device)  # per output row: source rows/weights
+        cols = _axis_map(win_w, out_w, mode, self.device)
+        regions, crops = [], []
+        for i, (x0, y0, x1, y1) in enumerate(self.regions.tolist()):
+            crop = self.crop(i)
+            # Region in window coordinates (may be partly outside the window).
+            region_out, crop_out = sample(
+                crop, (x0 - left, y0 - top, x1 - left, y1 - top), rows, cols
+            )
+            regions.append(region_out)
+            crops.append(crop_out)
+        region_tensor = torch.tensor(regions, dtype=torch.int64, device=self.device)
+        return CompactMasks.from_crops(region_tensor, crops, (out_h, out_w))
+
+
+# ---------------------------------------------------------------------- private helpers
+def _normalize_index(index: Index, n: int, device: torch.device) -> torch.Tensor:
+    """Any supported index -> (K,) int64 positions in [0, n)."""
+    if isinstance(index, bool):
+        raise TypeError("a bare bool is not a valid mask index; use an int or a bool tensor")
+    if isinstance(index, (int, np.integer)):
+        i = int(index)
+        if not -n <= i < n:
+            raise IndexError(f"mask index {i} out of range for {n} masks")
+        return torch.tensor([i % n], dtype=torch.int64, device=device)
+    if isinstance(index, slice):
+        return torch.arange(n, device=device)[index]
+    idx = torch.as_tensor(np.asarray(index) if isinstance(index, list | tuple) else index)
+    idx = idx.to(device)
+    if idx.dtype == torch.bool:
+        if idx.shape != (n,):
+            raise IndexError(f"bool index must have shape ({n},), got {tuple(idx.shape)}")
+        return idx.nonzero().flatten()
+    if idx.is_floating_point() or idx.ndim > 1:
+        raise IndexError(f"index must be 1-D integer or bool, got {idx.dtype} {tuple(idx.shape)}")
+    idx = idx.long().reshape(-1)
+    if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
+        raise IndexError(f"mask index out of range for {n} masks: {idx.tolist()}")
+    return idx % max(n, 1)
+
+
+def _tight_boxes_dense(masks: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) bool -> (N, 4) int64 [x0, y0, x1, y1) tight boxes; zeros for empty masks."""
+    n, height, width = masks.shape
+    if n == 0 or height == 0 or width == 0:
+        return torch.zeros((n, 4), dtype=torch.int64, device=masks.device)
+    rows = masks.any(dim=2)  # (N, H)
+    cols = masks.any(dim=1)  # (N, W)
+    nonempty = rows.any(dim=1)  # (N,)
+    ar_h = torch.arange(height, device=masks.device)
+    ar_w = torch.arange(width, device=masks.device)
+    big = max(height, width) + 1
+    y0 = torch.where(rows, ar_h, big).amin(dim=1)
+    y1 = torch.where(rows, ar_h + 1, 0).amax(dim=1)
+    x0 = torch.where(cols, ar_w, big).amin(dim=1)
+    x1 = torch.where(cols, ar_w + 1, 0).amax(dim=1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1)  # (N, 4)
+    return torch.where(nonempty[:, None], boxes, torch.zeros_like(boxes)).long()
+
+
+def _segment_sums(data: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """(N,) int64 sums of the bool segments data[offsets[i]:offsets[i+1]]."""
+    n = offsets.numel() - 1
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64, device=data.device)
+    lengths = offsets[1:] - offsets[:-1]
+    if data.device.type == "cpu":
+        # np.add.reduceat sums in place without an int64 copy of the buffer; it returns
+        # data[start] for empty segments and needs starts < len, so empty ones are zeroed.
+        arr = data.numpy().view(np.uint8)
+        nonempty = (lengths > 0).numpy()
+        sums = np.zeros(n, dtype=np.int64)
+        if nonempty.any():
+            starts = offsets[:-1].numpy()[nonempty]
+            sums[nonempty] = np.add.reduceat(arr, starts, dtype=np.int64)
+        return torch.from_numpy(sums)
+    # Accelerators: float64 sums are exact up to 2**53 pixels per mask.
+    return torch.segment_reduce(data.double(), "sum", lengths=lengths).long()
+
+
+def _axis_map(
+    in_size: int, out_size: int, mode: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each output index along one axis: (low source index, high source index, high weight).
+
+    Mirrors ATen's index arithmetic in float32 with scale = in / out so results equal
+    F.interpolate on the dense window. Nearest uses low only (weight 0).
+    """
+    dst = torch.arange(out_size, dtype=torch.float32, device=device)
+    scale = torch.tensor(in_size / out_size, dtype=torch.float32, device=device)
+    if mode == "nearest":
+        low = torch.floor(dst * scale).long().clamp(max=in_size - 1)
+        return low, low, torch.zeros_like(dst)
+    src = ((dst + 0.5) * scale - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=in_size - 1)
+    high = (low + 1).clamp(max=in_size - 1)
+    return low, high, src - low.float()
+
+
+def _output_span(
+    axis: tuple[torch.Tensor, torch.Tensor, torch.Tensor], lo: int, hi: int
+) -> tuple[int, int]:
+    """Output index range [a, b) whose source samples touch source range [lo, hi)."""
+    low, high, _ = axis
+    touches = (high >= lo) & (low < hi)
+    hits = touches.nonzero().flatten()
+    if hits.numel() == 0:
+        return 0, 0
+    return int(hits[0]), int(hits[-1]) + 1
+
+
+def _resize_nearest_crop(
+    crop: torch.Tensor,
+    region: tuple[int, int, int, int],
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    cols: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> tuple[list[int], torch.Tensor]:
+    x0, y0, x1, y1 = region
+    oy0, oy1 = _output_span(rows, y0, y1)
+    ox0, ox1 = _output_span(cols, x0, x1)
+    if oy1 <= oy0 or ox1 <= ox0 or crop.numel() == 0:
+        return [0, 0, 0, 0], crop.new_zeros((0, 0))
+    src_y = rows[0][oy0:oy1] - y0  # (h_out,) rows inside the crop
+    src_x = cols[0][ox0:ox1] - x0  # (w_out,)
+    return [ox0, oy0, ox1, oy1], crop[src_y][:, src_x]  # (h_out, w_out)
+
+
+def _resize_bilinear_crop(
+    crop: torch.Tensor,
+    region: tuple[int, int, int, int],
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    cols: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> tuple[list[int], torch.Tensor]:
+    x0, y0, x1, y1 = region
+    oy0, oy1 = _output_span(rows, y0, y1)
+    ox0, ox1 = _output_span(cols, x0, x1)
+    h, w = crop.shape
+    if oy1 <= oy0 or ox1 <= ox0 or crop.numel() == 0:
+        return [0, 0, 0, 0], crop.new_zeros((0, 0))
+    # Pad the crop by one zero on each side: samples just outside the region read background.
+    padded = torch.zeros((h + 2, w + 2), dtype=torch.float32, device=crop.device)
+    padded[1:-1, 1:-1] = crop
+    y_lo = (rows[0][oy0:oy1] - y0 + 1).clamp(0, h + 1)  # (h_out,) padded-crop rows
+    y_hi = (rows[1][oy0:oy1] - y0 + 1).clamp(0, h + 1)
+    wy = rows[2][oy0:oy1, None]  # (h_out, 1)
+    x_lo = (cols[0][ox0:ox1] - x0 + 1).clamp(0, w + 1)  # (w_out,)
+    x_hi = (cols[1][ox0:ox1] - x0 + 1).clamp(0, w + 1)
+    wx = cols[2][None, ox0:ox1]  # (1, w_out)
+    top = padded[y_lo]  # (h_out, w + 2)
+    bottom = padded[y_hi]
+    # Same operation order as ATen's separable-weight sum: h0*(w0*a + w1*b) + h1*(w0*c + w1*d).
+    value = (1 - wy) * ((1 - wx) * top[:, x_lo] + wx * top[:, x_hi]) + wy * (
+        (1 - wx) * bottom[:, x_lo] + wx * bottom[:, x_hi]
+    )  # (h_out, w_out)
+    return [ox0, oy0, ox1, oy1], value > 0.5

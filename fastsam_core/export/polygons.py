@@ -1,0 +1,168 @@
+"""Outer contours of binary masks as polygons, in pure numpy (issue #3 part 4; no OpenCV).
+
+Each 8-connected component of a mask yields one polygon: its outer boundary pixels traced
+clockwise (on screen, y down) by Moore-neighbour tracing with Jacob's stopping rule, as pixel
+centres in integer image coordinates (the convention of OpenCV's `findContours`, which most
+COCO polygon annotations follow). Holes are not traced. Components are ordered by their
+top-most, then left-most pixel. With `simplify=True` only the corners of straight runs are
+kept (like CHAIN_APPROX_SIMPLE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from fastsam_core.compact_masks import CompactMasks
+
+# Clockwise neighbour ring on screen (row, col), starting west: W, NW, N, NE, E, SE, S, SW.
+_RING = ((0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1))
+# After moving from p in ring direction d to q, the search at q restarts at the ring cell
+# before d (background, as seen from p), expressed as a direction from q.
+_BACKTRACK = tuple(
+    _RING.index((_RING[(d + 7) % 8][0] - _RING[d][0], _RING[(d + 7) % 8][1] - _RING[d][1]))
+    for d in range(8)
+)
+
+
+def _row_runs(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Horizontal runs of ones in raster order: (rows, starts, ends), ends exclusive."""
+    h, w = crop.shape
+    padded = np.zeros((h, w + 2), dtype=np.int8)
+    padded[:, 1:-1] = crop
+    step = np.diff(padded, axis=1)  # (h, w + 1): +1 where a run starts, -1 after it ends
+    rows, starts = np.nonzero(step == 1)
+    _, ends = np.nonzero(step == -1)
+    return rows, starts, ends
+
+
+def _component_starts(crop: np.ndarray) -> list[tuple[int, int]]:
+    """(row, col) of the top-most, left-most pixel of each 8-connected component, in order."""
+    rows, starts, ends = _row_runs(crop)
+    n = rows.size
+    if n == 0:
+        return []
+    width = crop.shape[1] + 2
+    start_keys = rows * width + starts  # sorted: runs are in raster order
+    end_keys = rows * width + ends  # also sorted (runs in a row are disjoint)
+    # Runs b in the next row touch run a (8-connectivity) iff b.start <= a.end and
+    # b.end >= a.start, with a.end exclusive: a contiguous range of the sorted runs.
+    upper = np.searchsorted(start_keys, (rows + 1) * width + ends, side="right")
+    lower = np.searchsorted(end_keys, (rows + 1) * width + starts, side="left")
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a in range(n):
+        for b in range(int(lower[a]), int(upper[a])):
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)  # the root is the raster-first run
+    roots = sorted({find(i) for i in range(n)})
+    return [(int(rows[r]), int(starts[r])) for r in roots]
+
+
+def _trace(flat: list[int], width: int, start: int) -> list[int]:
+    """Moore-neighbour tracing on a zero-padded flat mask; returns flat indices of the border."""
+    offsets = [dy * width + dx for dy, dx in _RING]
+    # The start is the component's raster-first pixel, so its west neighbour is background.
+    found = None
+    for k in range(1, 9):
+        d = k % 8
+        if flat[start + offsets[d]]:
+            found = d
+            break
+    if found is None:  # isolated pixel
+        return [start]
+    first_dir = found
+    border = [start]
+    p, d = start, found
+    while True:
+        p = p + offsets[d]
+        back = _BACKTRACK[d]
+        for k in range(1, 9):
+            nd = (back + k) % 8
+            if flat[p + offsets[nd]]:
+                d = nd
+                break
+        if p == start and d == first_dir:  # Jacob's rule: same pixel, same way out
+            return border
+        border.append(p)
+
+
+def _simplify(points: np.ndarray) -> np.ndarray:
+    """Drop points in the middle of straight runs (closed polygon)."""
+    if points.shape[0] < 3:
+        return points
+    step_in = points - np.roll(points, 1, axis=0)  # (K, 2)
+    step_out = np.roll(points, -1, axis=0) - points
+    keep = np.any(step_in != step_out, axis=1)
+    return points[keep] if keep.any() else points[:1]
+
+
+def crop_polygons(
+    crop: torch.Tensor | np.ndarray, offset: Sequence[int] = (0, 0), simplify: bool = True
+) -> list[np.ndarray]:
+    """Outer contour polygons of a bool crop whose top-left pixel sits at image (x0, y0).
+
+    Args:
+        crop: (h, w) bool mask.
+        offset: (x0, y0) added to every vertex.
+        simplify: keep only corners of straight runs.
+    Returns:
+        One (K, 2) float64 array of xy pixel centres per 8-connected component (K >= 1).
+    """
+    arr = crop.cpu().numpy() if isinstance(crop, torch.Tensor) else np.asarray(crop)
+    if arr.ndim != 2:
+        raise ValueError(f"mask must have shape (H, W), got {arr.shape}")
+    arr = arr.astype(bool)
+    h, w = arr.shape
+    if h == 0 or w == 0 or not arr.any():
+        return []
+    width = w + 2
+    padded = np.zeros((h + 2, width), dtype=np.uint8)
+    padded[1:-1, 1:-1] = arr
+    flat = padded.ravel().tolist()
+    polygons = []
+    for row, col in _component_starts(arr):
+        border = np.asarray(_trace(flat, width, (row + 1) * width + (col + 1)), dtype=np.int64)
+        points = np.stack([border % width - 1, border // width - 1], axis=1)  # (K, 2) xy in crop
+        if simplify:
+            points = _simplify(points)
+        polygons.append(points.astype(np.float64) + np.asarray(offset[:2], dtype=np.float64))
+    return polygons
+
+
+def mask_polygons(mask: torch.Tensor | np.ndarray, simplify: bool = True) -> list[np.ndarray]:
+    """Outer contour polygons of a dense (H, W) mask (see `crop_polygons`)."""
+    return crop_polygons(mask, (0, 0), simplify)
+
+
+def compact_mask_polygons(masks: CompactMasks, simplify: bool = True) -> list[list[np.ndarray]]:
+    """Polygons of every mask of a CompactMasks, each traced on its crop only."""
+    return [
+        crop_polygons(masks.crop(i), masks.regions[i, :2].tolist(), simplify)
+        for i in range(len(masks))
+    ]
+
+
+def to_coco_segmentation(polygons: list[np.ndarray]) -> list[list[float]]:
+    """Flatten polygons to COCO's [[x1, y1, x2, y2, ...], ...].
+
+    COCO needs at least 3 vertices; shorter polygons (single pixels, 2-point lines) are
+    repeated to 3 vertices so they stay valid (they rasterise to a degenerate area).
+    """
+    out = []
+    for poly in polygons:
+        if poly.shape[0] < 3:
+            poly = np.concatenate([poly, poly[-1:].repeat(3 - poly.shape[0], axis=0)])
+        out.append(poly.reshape(-1).tolist())
+    return out
