@@ -12,6 +12,7 @@ from fastsam_core.model import (
     fuse_conv_bn,
 )
 from fastsam_core.results import Results
+from fastsam_core.weights import load_config, load_model
 
 __version__ = "0.1.0"
 
@@ -29,5 +30,7 @@ __all__ = [
     "fastsam_s",
     "fastsam_x",
     "fuse_conv_bn",
+    "load_config",
+    "load_model",
     "yolov8_seg_config",
 ]

@@ -1,0 +1,34 @@
+"""`python -m fastsam_weights_convert IN.pt OUT.safetensors [--force]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastsam_weights_convert import convert_checkpoint, save_converted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastsam_weights_convert",
+        description="Convert an ultralytics YOLOv8-seg / FastSAM .pt checkpoint to safetensors "
+        "without importing ultralytics or executing pickled code.",
+    )
+    parser.add_argument("input", help="ultralytics .pt checkpoint")
+    parser.add_argument("output", help="destination .safetensors file")
+    parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    args = parser.parse_args(argv)
+    try:
+        state_dict, cfg, info = convert_checkpoint(args.input)
+        digest = save_converted(state_dict, cfg, args.output, force=args.force,
+                                extra_metadata={"fastsam_source": str(args.input)})
+    except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}: scale {cfg.scale}, reg_max {cfg.reg_max}, "
+          f"{cfg.num_classes} classes, {info['num_params']:,} params, sha256 {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""Allow-list unpickler for ultralytics checkpoints (spec §2.3, §2.5).
+
+Pass this module as `pickle_module` to `torch.load`: torch subclasses our `Unpickler`, resolves
+`torch.*Storage` names itself and sends every other global through `Unpickler.find_class`, which
+returns only harmless objects:
+
+* containers and torch rebuild functions / nn classes -> the real objects (rebuilding only sets
+  attributes, it runs no pickled code);
+* every `ultralytics.*` module class -> an inert `nn.Module` stub whose `forward` raises;
+* `IterableSimpleNamespace` -> a `types.SimpleNamespace` subclass;
+* `getattr` -> a guard that only answers (stub class, method name) with a placeholder;
+* anything else -> `UnsafeCheckpointError` naming the global and the file.
+
+ultralytics is never imported; nothing from the file is ever executed.
+"""
+
+from __future__ import annotations
+
+import collections
+import pathlib
+import pickle
+import sys
+import types
+import zipfile
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ArgsNamespace",
+    "UltralyticsStub",
+    "Unpickler",
+    "UnsafeCheckpointError",
+    "load",
+    "load_checkpoint",
+]
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+    """The checkpoint references a global outside the allow-list; nothing was executed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Stand-ins for ultralytics objects.
+
+
+class UltralyticsStub(nn.Module):
+    """Inert stand-in for a pickled ultralytics `nn.Module`; holds attributes, never runs.
+
+    `upstream` names the class it replaces ("ultralytics.nn.modules.conv.Conv").
+    """
+
+    upstream: str = "ultralytics.<unknown>"
+
+    def forward(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(
+            f"{self.upstream} was loaded as an inert stub; convert the checkpoint and use "
+            "fastsam_core.YoloV8Seg instead"
+        )
+
+
+class ArgsNamespace(types.SimpleNamespace):
+    """Stand-in for ultralytics' `IterableSimpleNamespace` (training arguments)."""
+
+
+def _placeholder_method(qualname: str) -> Any:
+    def placeholder(*args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(f"{qualname} comes from a checkpoint and is an inert placeholder")
+
+    placeholder.__qualname__ = qualname
+    return placeholder
+
+
+# Methods that 8.0.x pickles as REDUCE(getattr, (cls, name)), e.g. `Segment.detect = Detect.forward`.
+_GETATTR_METHODS = frozenset({"forward", "forward_fuse", "forward_split", "_forward", "forward_head"})
+
+
+def _guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
+    """The only `getattr` a checkpoint may call: (stub class, known method name) -> placeholder."""
+    if isinstance(obj, type) and issubclass(obj, UltralyticsStub) and name in _GETATTR_METHODS:
+        return _placeholder_method(f"{obj.upstream}.{name}")
+    raise UnsafeCheckpointError(
+        f"checkpoint calls getattr({_describe(obj)}, {name!r}); only getattr(<ultralytics "
+        f"module class>, one of {sorted(_GETATTR_METHODS)}) is allowed"
+    )
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return getattr(obj, "upstream", f"{obj.__module__}.{obj.__qualname__}")
+    return type(obj).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# The allow-list.
+
+# Class names of ultralytics `nn.Module`s (blocks, heads, whole models) of 8.0.x through 8.4.x.
+# Any of them becomes an inert stub, whatever submodule path the file uses.
+ULTRALYTICS_MODULE_CLASSES = frozenset(
+    {
+        # nn.tasks
+        "BaseModel", "DetectionModel", "SegmentationModel", "PoseModel", "ClassificationModel",
+        "OBBModel", "RTDETRDetectionModel", "WorldModel", "YOLOEModel", "YOLOESegModel",
+        "SemanticSegmentationModel", "DepthModel", "Ensemble",
+        # nn.modules.conv
+        "Conv", "Conv2", "LightConv", "DWConv", "DWConvTranspose2d", "ConvTranspose", "Focus",
+        "GhostConv", "ChannelAttention", "SpatialAttention", "CBAM", "Concat", "RepConv", "Index",
+        # nn.modules.block
+        "DFL", "Proto", "HGStem", "HGBlock", "SPP", "SPPF", "C1", "C2", "C3", "C2f", "C2fAttn",
+        "ImagePoolingAttn", "ContrastiveHead", "BNContrastiveHead", "C3x", "C3TR", "C3Ghost",
+        "GhostBottleneck", "Bottleneck", "BottleneckCSP", "ResNetBlock", "ResNetLayer", "RepC3",
+        "RepNCSPELAN4", "ELAN1", "ADown", "AConv", "SPPELAN", "CBFuse", "CBLinear", "C3k2", "C3k",
+        "C2fPSA", "C2PSA", "RepVGGDW", "CIB", "C2fCIB", "Attention", "PSA", "PSABlock", "SCDown",
+        "TorchVision", "A2C2f", "AAttn", "ABlock", "MaxSigmoidAttnBlock", "RepBottleneck",
+        "RepCSP", "Residual", "SAVPE", "SwiGLUFFN", "Proto26", "RealNVP",
+        # nn.modules.head
+        "Detect", "Segment", "Segment26", "OBB", "OBB26", "Pose", "Pose26", "Depth", "Classify",
+        "WorldDetect", "LRPCHead", "YOLOEDetect", "YOLOESegment", "YOLOESegment26",
+        "RTDETRDecoder", "v10Detect", "SemanticSegment",
+        # nn.modules.transformer / utils
+        "TransformerEncoderLayer", "TransformerLayer", "TransformerBlock", "MLPBlock", "MLP",
+        "LayerNorm2d", "AIFI", "MSDeformAttn", "DeformableTransformerDecoderLayer",
+        "DeformableTransformerDecoder",
+    }
+)  # fmt: skip
+
+_NAMESPACE_GLOBALS = {
+    ("ultralytics.yolo.utils", "IterableSimpleNamespace"),
+    ("ultralytics.utils", "IterableSimpleNamespace"),
+}
+
+# torch.nn classes a YOLO checkpoint may hold; rebuilding one only restores its __dict__.
+_TORCH_NN_CLASSES: dict[str, tuple[str, ...]] = {
+    "torch.nn.modules.conv": ("Conv1d", "Conv2d", "ConvTranspose2d"),
+    "torch.nn.modules.batchnorm": ("BatchNorm1d", "BatchNorm2d"),
+    "torch.nn.modules.activation": (
+        "SiLU", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Hardsigmoid", "GELU", "Sigmoid",
+        "Tanh", "Softmax", "Mish", "MultiheadAttention",
+    ),
+    "torch.nn.modules.pooling": ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"),
+    "torch.nn.modules.upsampling": ("Upsample",),
+    "torch.nn.modules.container": ("Sequential", "ModuleList", "ModuleDict", "ParameterList"),
+    "torch.nn.modules.linear": ("Identity", "Linear"),
+    "torch.nn.modules.dropout": ("Dropout", "Dropout2d"),
+    "torch.nn.modules.normalization": ("LayerNorm", "GroupNorm"),
+    "torch.nn.modules.flatten": ("Flatten",),
+    "torch.nn.modules.sparse": ("Embedding",),
+}  # fmt: skip
+
+_TORCH_FUNCTIONS: dict[tuple[str, str], Any] = {
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
+    ("torch", "Size"): torch.Size,
+    ("torch", "device"): torch.device,
+    ("torch", "Tensor"): torch.Tensor,
+    ("torch.nn.parameter", "Parameter"): nn.Parameter,
+}
+
+_PLAIN_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("__builtin__", "set"): set,  # protocol-2 pickles spell builtins this way (spec §2.5)
+    ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "frozenset"): frozenset,
+    ("builtins", "getattr"): _guarded_getattr,
+    ("__builtin__", "getattr"): _guarded_getattr,
+    # Paths in training arguments; constructing one touches no file.
+    ("pathlib", "PosixPath"): pathlib.PurePosixPath,
+    ("pathlib", "WindowsPath"): pathlib.PureWindowsPath,
+    ("pathlib", "PurePosixPath"): pathlib.PurePosixPath,
+    ("pathlib", "PureWindowsPath"): pathlib.PureWindowsPath,
+}
+
+_stub_cache: dict[str, type[UltralyticsStub]] = {}
+
+
+def _stub_class(module: str, name: str) -> type[UltralyticsStub]:
+    qualname = f"{module}.{name}"
+    if qualname not in _stub_cache:
+        _stub_cache[qualname] = type(name, (UltralyticsStub,), {"upstream": qualname})
+    return _stub_cache[qualname]
+
+
+def _torch_dtype(module: str, name: str) -> torch.dtype | None:
+    value = getattr(torch, name, None) if module == "torch" else None
+    return value if isinstance(value, torch.dtype) else None
+
+
+def _numpy_global(module: str, name: str) -> Any:
+    """numpy scalars / arrays that CUR training metadata may hold (rebuilding runs no code)."""
+    allowed = {
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }  # fmt: skip
+    if (module, name) not in allowed and not (module == "numpy.dtypes" and name.endswith("DType")):
+        return None
+    import numpy as np
+
+    if module == "numpy":
+        return getattr(np, name)
+    if module == "numpy.dtypes":
+        return getattr(np.dtypes, name, None)
+    multiarray = getattr(np, "_core", None) or np.core
+    return getattr(multiarray.multiarray, name, None)
+
+
+def resolve_global(module: str, name: str) -> Any:
+    """The object the allow-list substitutes for global `module.name`; raises if forbidden."""
+    if (module, name) in _PLAIN_GLOBALS:
+        return _PLAIN_GLOBALS[(module, name)]
+    if (module, name) in _TORCH_FUNCTIONS:
+        return _TORCH_FUNCTIONS[(module, name)]
+    if name in _TORCH_NN_CLASSES.get(module, ()):
+        return getattr(nn, name)
+    dtype = _torch_dtype(module, name)
+    if dtype is not None:
+        return dtype
+    if (module, name) in _NAMESPACE_GLOBALS:
+        return ArgsNamespace
+    if module.startswith("ultralytics.") and name in ULTRALYTICS_MODULE_CLASSES:
+        return _stub_class(module, name)
+    numpy_obj = _numpy_global(module, name)
+    if numpy_obj is not None:
+        return numpy_obj
+    raise UnsafeCheckpointError(
+        f"references the global {module}.{name}, which is not on the allow-list of "
+        "weights_convert.unpickle; refusing to load it (nothing was executed). If this is a "
+        "genuine ultralytics checkpoint, report the global so it can be reviewed and added"
+    )
+
+
+class Unpickler(pickle.Unpickler):
+    """`pickle.Unpickler` whose `find_class` consults the allow-list instead of importing."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return resolve_global(module, name)
+
+
+def load(file: IO[bytes], **kwargs: Any) -> Any:
+    """`pickle.load` through the allow-list (torch calls this for legacy, non-zip files)."""
+    return Unpickler(file, **kwargs).load()
+
+
+def loads(data: bytes, **kwargs: Any) -> Any:
+    """`pickle.loads` through the allow-list."""
+    import io
+
+    return load(io.BytesIO(data), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# File-level checks.
+
+
+def _check_archive(path: Path) -> None:
+    """A torch.save file is a zip holding `<dir>/data.pkl`; say clearly when it is not."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); expected a PyTorch .pt checkpoint")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a zip archive ({size} bytes): expected a PyTorch checkpoint written by "
+            "torch.save (torch >= 1.6). The file is truncated, corrupt, or not a checkpoint; "
+            "download it again"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{path} is a damaged zip archive ({err}); download it again") from None
+    if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise ValueError(
+            f"{path} is a zip archive but not a PyTorch checkpoint: no '<dir>/data.pkl' member "
+            f"(members: {shown}); expected a .pt file written by torch.save"
+        )
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def _check_checkpoint(ckpt: Any, path: Path) -> None:
+    """An ultralytics checkpoint is a dict whose 'ema' or 'model' entry is the pickled model."""
+    fix = "convert an official ultralytics/FastSAM .pt checkpoint (e.g. FastSAM-x.pt) instead"
+    if _is_state_dict(ckpt) or (isinstance(ckpt, dict) and _is_state_dict(ckpt.get("state_dict"))):
+        tensors = ckpt if _is_state_dict(ckpt) else ckpt["state_dict"]
+        first = next(iter(tensors))
+        raise ValueError(
+            f"{path} holds a plain state dict ({len(tensors)} tensors, first key {first!r}), not "
+            f"an official ultralytics checkpoint: it carries no model metadata; {fix}"
+        )
+    if not isinstance(ckpt, dict):
+        raise ValueError(
+            f"{path} holds a {type(ckpt).__name__}, expected the dict of an ultralytics "
+            f"checkpoint; {fix}"
+        )
+    models = [ckpt.get(slot) for slot in ("ema", "model")]
+    if not any(isinstance(m, nn.Module) for m in models):
+        slots = {slot: type(ckpt.get(slot)).__name__ for slot in ("ema", "model") if slot in ckpt}
+        raise ValueError(
+            f"{path} is a dict with keys {sorted(map(str, ckpt))[:12]} but neither 'ema' nor "
+            f"'model' holds a pickled model (found {slots or 'no such keys'}); {fix}"
+        )
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load an ultralytics `.pt` checkpoint through the allow-list, without ultralytics.
+
+    Args:
+        path: a file written by `torch.save` holding the ultralytics checkpoint dict.
+    Returns:
+        The checkpoint dict; ultralytics modules inside it are inert `UltralyticsStub`s whose
+        tensors can be read but which never run.
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: the pickle references a global outside the allow-list.
+        ValueError: not a zip / truncated / corrupt, a non-checkpoint zip, a plain state dict,
+            or a dict without a pickled model.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; expected a PyTorch .pt checkpoint")
+    _check_archive(path)
+    try:
+        ckpt = torch.load(
+            path, map_location="cpu", weights_only=False, pickle_module=sys.modules[__name__]
+        )
+    except UnsafeCheckpointError as err:
+        raise UnsafeCheckpointError(f"{path} {err}") from None
+    except Exception as err:  # truncated members, CRC errors, malformed pickle streams
+        raise ValueError(
+            f"{path} could not be read as a PyTorch checkpoint ({type(err).__name__}: {err}); the "
+            "file is truncated or corrupt, download it again"
+        ) from err
+    _check_checkpoint(ckpt, path)
+    return ckpt
