@@ -392,6 +392,8 @@ def _normalize_index(index: Index, n: int, device: torch.device) -> torch.Tensor
         return torch.tensor([i % n], dtype=torch.int64, device=device)
     if isinstance(index, slice):
         return torch.arange(n, device=device)[index]
+    if isinstance(index, list | tuple) and len(index) == 0:
+        return torch.zeros(0, dtype=torch.int64, device=device)
     idx = torch.as_tensor(np.asarray(index) if isinstance(index, list | tuple) else index)
     idx = idx.to(device)
     if idx.dtype == torch.bool:
