@@ -149,7 +149,7 @@ def encode_crop(
 
 def encode_dense(mask: torch.Tensor | np.ndarray) -> dict[str, object]:
     """COCO compressed RLE of one dense (H, W) mask."""
-    mask_t = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    mask_t = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))
     if mask_t.ndim != 2:
         raise ValueError(f"mask must have shape (H, W), got {tuple(mask_t.shape)}")
     height, width = mask_t.shape
