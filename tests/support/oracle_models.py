@@ -1,0 +1,419 @@
+"""Oracle-made random-weight checkpoints and helpers for stage-by-stage parity tests.
+
+Two halves:
+- ultralytics-free helpers (always importable): `decode_reference` (spec §1.5 decode, written
+  from the spec for the tests), `split_levels`, `convert_in_subprocess` (runs OUR converter in a
+  python process where `import ultralytics` fails) and `load_converted`.
+- oracle helpers (import ultralytics lazily; call only from tests marked `oracle`):
+  `oracle_checkpoint` (random weights, BatchNorm recalibrated on the real photos, saved the way
+  ultralytics 8.4.190's trainer saves: `save_model` dict then `strip_optimizer`),
+  `calibrated_oracle_checkpoint` (the same plus a class-branch rescale so conf 0.4 keeps a
+  realistic number of detections), `load_oracle` and `oracle_stages`.
+
+Checkpoints are cached under `<cache>/oracle-ckpts/` keyed by ultralytics version + recipe
+(`RECIPE_VERSION`), so each is built once per machine; concurrent builders are serialised by a
+file lock. Cache dir: `$FASTSAM_TEST_CACHE` or `~/.cache/fastsam-core-tests`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGES_DIR = Path(os.environ.get("FASTSAM_TEST_IMAGES", REPO_ROOT.parent / "shared" / "images"))
+ORACLE_VERSION = "8.4.190"
+RECIPE_VERSION = 1  # bump when the recipe below changes: the cache key changes with it
+FEATURE_LAYERS = (4, 6, 9, 15, 18, 21)  # backbone P3/P4/P5 (layers 4, 6, 9), neck N3/N4/N5
+CALIBRATION_SIZE = 640  # letterbox side used for BatchNorm recalibration and class calibration
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("FASTSAM_TEST_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "fastsam-core-tests"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- ultralytics-free helpers
+
+
+def split_levels(t: torch.Tensor, feature_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+    """(B, C, A) levels-concatenated -> [(B, C, Hi, Wi)] for P3, P4, P5."""
+    B, C, _ = t.shape
+    sizes = [h * w for h, w in feature_sizes]
+    return [x.reshape(B, C, h, w) for x, (h, w) in zip(t.split(sizes, dim=2), feature_sizes)]
+
+
+def decode_reference(
+    box_dist: torch.Tensor,
+    class_logits: torch.Tensor,
+    mask_coeffs: torch.Tensor,
+    feature_sizes: Sequence[tuple[int, int]],
+    strides: Sequence[int] = (8, 16, 32),
+) -> torch.Tensor:
+    """Spec §1.5 eval output from raw head tensors: (B, 4 + nc + K, A) = [xywh px, sigmoid, coeffs].
+
+    DFL: view (B, 4, R, A), softmax over R, expectation with bins 0..R-1 (ltrb, grid units);
+    anchors at cell centres, row-major per level; xywh = (centre, size) * stride.
+    """
+    B, four_r, A = box_dist.shape
+    R = four_r // 4
+    probs = box_dist.view(B, 4, R, A).softmax(2)  # (B, 4, R, A)
+    bins = torch.arange(R, dtype=probs.dtype).view(1, 1, R, 1)
+    dist = (probs * bins).sum(2)  # (B, 4, A) ltrb
+    points, stride = [], []
+    for (h, w), s in zip(feature_sizes, strides):
+        ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        points.append(torch.stack([xs, ys]).reshape(2, -1))  # (2, Hi*Wi)
+        stride.append(torch.full((h * w,), float(s)))
+    anchor = torch.cat(points, 1).unsqueeze(0)  # (1, 2, A)
+    x1y1, x2y2 = anchor - dist[:, :2], anchor + dist[:, 2:]
+    xywh = torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], 1) * torch.cat(stride)  # (B, 4, A)
+    return torch.cat([xywh, class_logits.sigmoid(), mask_coeffs], 1)
+
+
+_CONVERT_SCRIPT = """
+import importlib.abc, json, sys
+
+class _BlockUltralytics(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "ultralytics" or name.startswith("ultralytics."):
+            raise ImportError(f"ultralytics is blocked in this process (tried {name!r})")
+        return None
+
+sys.meta_path.insert(0, _BlockUltralytics())
+import torch
+from fastsam_weights_convert import convert_checkpoint
+
+state_dict, cfg, info = convert_checkpoint(sys.argv[1])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "ultralytics")
+assert not loaded, f"ultralytics modules were imported: {loaded}"
+torch.save({"state_dict": state_dict, "config": cfg.to_dict(),
+            "info": json.dumps(info, default=str)}, sys.argv[2])
+"""
+
+
+def convert_in_subprocess(checkpoint: Path, out: Path, timeout: float = 300.0) -> Path:
+    """Run `fastsam_weights_convert.convert_checkpoint` where ultralytics cannot be imported.
+
+    Writes `out` (torch.save of {state_dict, config (dict), info (JSON str)}); returns `out`.
+    Raises:
+        RuntimeError: the converter failed (its stderr is in the message).
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_CONVERT_SCRIPT), str(checkpoint), str(out)],
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO_ROOT,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"converting {checkpoint} failed:\n{proc.stderr[-4000:]}")
+    return out
+
+
+def load_converted(path: Path, fuse: Literal["none", "v8.0", "current"] = "none") -> tuple[nn.Module, dict]:
+    """Build our YoloV8Seg from a `convert_in_subprocess` file (strict), eval mode, fp32."""
+    from fastsam_core.config import YoloSegConfig
+    from fastsam_core.model import YoloV8Seg, fuse_conv_bn
+
+    data = torch.load(path, weights_only=True)
+    cfg = YoloSegConfig.from_dict(data["config"])
+    model = YoloV8Seg(cfg)
+    model.load_state_dict(data["state_dict"], strict=True)
+    model = model.float().eval()
+    if fuse != "none":
+        model = fuse_conv_bn(model, formula=fuse)
+    return model, {"config": cfg, "info": json.loads(data["info"])}
+
+
+@torch.no_grad()
+def our_stages(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Our model's stage outputs, named like `oracle_stages`."""
+    p3, p4, p5 = model.backbone(image)
+    n3, n4, n5 = model.neck(p3, p4, p5)
+    out = model.head(n3, n4, n5)
+    stages = {"layer4": p3, "layer6": p4, "layer9": p5, "layer15": n3, "layer18": n4, "layer21": n5}
+    for name, t in (("box", out.box_dist), ("cls", out.class_logits), ("coeff", out.mask_coeffs)):
+        for i, level in enumerate(split_levels(t, out.feature_sizes)):
+            stages[f"{name}{i}"] = level
+    stages["protos"] = out.protos
+    stages["decoded"] = decode_reference(
+        out.box_dist, out.class_logits, out.mask_coeffs, out.feature_sizes
+    )
+    return stages
+
+
+# ---------------------------------------------------------------- oracle (ultralytics) helpers
+
+
+def import_oracle() -> Any:
+    """Import ultralytics with a private settings dir, offline; restore our torch thread count."""
+    threads = torch.get_num_threads()
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        os.environ["YOLO_CONFIG_DIR"] = str(cache_dir() / "ultralytics-config")
+    import ultralytics
+
+    if ultralytics.__version__ != ORACLE_VERSION:
+        raise RuntimeError(f"the oracle must be ultralytics=={ORACLE_VERSION}, got {ultralytics.__version__}")
+    torch.set_num_threads(threads)  # ultralytics may lower it on import; compare like with like
+    return ultralytics
+
+
+def calibration_images(size: int = CALIBRATION_SIZE, limit: int = 6) -> torch.Tensor:
+    """The first `limit` real photos (sorted names), resized + padded to (N, 3, size, size) in [0, 1]."""
+    from PIL import Image
+
+    paths = sorted(IMAGES_DIR.glob("*.jpg"))[:limit]
+    if not paths:
+        raise FileNotFoundError(f"no calibration photos in {IMAGES_DIR} (set FASTSAM_TEST_IMAGES)")
+    batch = []
+    for p in paths:
+        img = Image.open(p).convert("RGB")
+        r = size / max(img.size)
+        w, h = max(1, round(img.width * r)), max(1, round(img.height * r))
+        t = torch.frombuffer(bytearray(img.resize((w, h), Image.BILINEAR).tobytes()), dtype=torch.uint8)
+        t = t.view(h, w, 3).permute(2, 0, 1).float() / 255  # (3, h, w)
+        canvas = torch.full((3, size, size), 114 / 255)
+        top, left = (size - h) // 2, (size - w) // 2
+        canvas[:, top : top + h, left : left + w] = t
+        batch.append(canvas)
+    return torch.stack(batch)  # (N, 3, size, size)
+
+
+def photo_input(h: int, w: int, index: int = 0) -> torch.Tensor:
+    """One real photo resized (no letterbox) to (1, 3, h, w) in [0, 1]: a realistic input tensor."""
+    from PIL import Image
+
+    path = sorted(IMAGES_DIR.glob("*.jpg"))[index]
+    img = Image.open(path).convert("RGB").resize((w, h), Image.BILINEAR)
+    t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(h, w, 3)
+    return (t.permute(2, 0, 1).float() / 255).unsqueeze(0).contiguous()
+
+
+def _build_oracle_model(scale: str, reg_max: int, nc: int, seed: int) -> nn.Module:
+    import_oracle()
+    from ultralytics.nn.tasks import SegmentationModel, yaml_model_load
+
+    torch.manual_seed(seed)
+    yaml = dict(yaml_model_load(f"yolov8{scale}-seg.yaml"), reg_max=reg_max)
+    return SegmentationModel(yaml, ch=3, nc=nc, verbose=False)
+
+
+@torch.no_grad()
+def _recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, seed: int) -> None:
+    """Random BN affine (seeded), then running stats = the exact average over the real photos."""
+    gen = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in bns:
+        m.weight.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.75)
+        m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: equal weight per batch
+    model.train()
+    for chunk in images.split(2):
+        model(chunk)
+    for m in bns:
+        m.momentum = 0.03
+    model.eval()
+
+
+def _save_like_trainer(model: nn.Module, path: Path, dtype: torch.dtype, imgsz: int) -> None:
+    """8.4.190 `BaseTrainer.save_model` (EMA slot, model None) then `strip_optimizer`.
+
+    fp16 is what the trainer writes; for dtype float32 the stripped file is re-saved with the
+    model cast back to float32 (a re-exported fp32 checkpoint).
+    """
+    import io
+    from copy import deepcopy
+    from datetime import datetime
+
+    import ultralytics
+    from ultralytics.cfg import get_cfg
+    from ultralytics.utils import DEFAULT_CFG
+    from ultralytics.utils.torch_utils import ModelEMA, strip_optimizer
+
+    args = get_cfg(DEFAULT_CFG, {"data": "sa.yaml", "imgsz": imgsz, "task": "segment", "epochs": 1})
+    model.args = args  # the trainer attaches its IterableSimpleNamespace
+    model.names = {i: ("object" if model.nc == 1 else f"class{i}") for i in range(model.nc)}
+    ema = ModelEMA(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.937)
+    ckpt = {
+        "epoch": 0,
+        "best_fitness": 0.0,
+        "model": None,
+        "ema": deepcopy(ema.ema).half(),
+        "updates": ema.updates,
+        "optimizer": optimizer.state_dict(),
+        "train_args": vars(args),
+        "date": datetime.now().isoformat(),
+        "version": ultralytics.__version__,
+    }
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    path.write_bytes(buffer.getvalue())
+    strip_optimizer(str(path))
+    if dtype == torch.float32:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+        data["model"] = data["model"].float()
+        torch.save(data, path)
+
+
+def _recipe_path(kind: str, scale: str, reg_max: int, nc: int, dtype: torch.dtype, seed: int) -> Path:
+    name = (
+        f"{kind}-ul{ORACLE_VERSION}-r{RECIPE_VERSION}-{scale}-reg{reg_max}-nc{nc}-"
+        f"{str(dtype).removeprefix('torch.')}-seed{seed}.pt"
+    )
+    folder = cache_dir() / "oracle-ckpts"
+    folder.mkdir(exist_ok=True)
+    return folder / name
+
+
+def oracle_checkpoint(
+    scale: str, reg_max: int, nc: int = 1, dtype: torch.dtype = torch.float16, seed: int = 0
+) -> Path:
+    """A random-weight YOLOv8-seg checkpoint written by the oracle, BN recalibrated on real photos.
+
+    Args:
+        scale: 'n'/'s'/'m'/'l'/'x'; reg_max: DFL bins (16 or 26); nc: classes.
+        dtype: float16 (what the trainer saves) or float32 (re-saved).
+        seed: torch seed for the weights and BN affine params.
+    Returns:
+        Path of the cached `.pt` (built once per machine).
+    """
+    path = _recipe_path("bn", scale, reg_max, nc, dtype, seed)
+    if path.exists():
+        return path
+    with _file_lock(path.with_suffix(".lock")):
+        if path.exists():
+            return path
+        model = _build_oracle_model(scale, reg_max, nc, seed)
+        _recalibrate_batchnorm(model, calibration_images(), seed)
+        tmp = path.with_suffix(".tmp")
+        _save_like_trainer(model, tmp, dtype, imgsz=1024)
+        os.replace(tmp, path)
+    return path
+
+
+# Class calibration: after BN recalibration the class logits of a random net are roughly
+# normal with a per-model spread. We rescale the final 1x1 conv of every class branch so the
+# logits have std CLASS_LOGIT_STD over all anchors of the calibration photos at 640, then shift
+# its bias so that on average TARGET_PER_IMAGE anchors per photo exceed logit(0.4). With
+# iou 0.9 almost all of those survive NMS, so conf 0.4 keeps ~5-60 boxes per photo at 640-1024.
+CLASS_LOGIT_STD = 2.0
+TARGET_PER_IMAGE = 12
+CONF = 0.4
+
+
+@torch.no_grad()
+def _calibrate_class_branch(model: nn.Module, images: torch.Tensor) -> None:
+    head = model.model[-1]
+    outs = []
+    for chunk in images.split(2):
+        preds = model(chunk)[1]  # 8.4.190 eval: ((y, proto), preds_dict)
+        outs.append(preds["scores"])  # (B, nc, A) raw class logits
+    logits = torch.cat(outs)  # (N, nc, A)
+    best = logits.amax(1)  # (N, A) the score NMS thresholds
+    mean, std = best.mean(), best.std()
+    gain = CLASS_LOGIT_STD / float(std)
+    # New logits = gain * (old - mean) + shift, via conv weight *= gain, bias = gain*(b - mean) + shift.
+    scaled = (best - mean) * gain
+    k = TARGET_PER_IMAGE * best.shape[0]
+    threshold = float(torch.log(torch.tensor(CONF / (1 - CONF))))
+    kth = float(scaled.flatten().topk(k).values[-1])
+    shift = threshold - kth + 1e-3
+    for branch in head.cv3:
+        conv = branch[-1]
+        conv.weight.mul_(gain)
+        conv.bias.copy_((conv.bias - mean) * gain + shift)
+
+
+def calibrated_oracle_checkpoint(
+    scale: str,
+    reg_max: int,
+    nc: int = 1,
+    dtype: torch.dtype = torch.float16,
+    seed: int = 0,
+) -> Path:
+    """`oracle_checkpoint` + class-branch calibration: a realistic detection count at conf 0.4.
+
+    At conf 0.4 / iou 0.9 / imgsz 640-1024 the oracle keeps about 5-60 boxes per real photo
+    (see `CLASS_LOGIT_STD`, `TARGET_PER_IMAGE`). Deterministic for a given seed; cached.
+    """
+    path = _recipe_path("cal", scale, reg_max, nc, dtype, seed)
+    if path.exists():
+        return path
+    with _file_lock(path.with_suffix(".lock")):
+        if path.exists():
+            return path
+        model = _build_oracle_model(scale, reg_max, nc, seed)
+        images = calibration_images()
+        _recalibrate_batchnorm(model, images, seed)
+        _calibrate_class_branch(model, images)
+        tmp = path.with_suffix(".tmp")
+        _save_like_trainer(model, tmp, dtype, imgsz=1024)
+        os.replace(tmp, path)
+    return path
+
+
+def load_oracle(path: Path, fuse: bool = False) -> nn.Module:
+    """The oracle's own load path (fp32, eval, NCHW contiguous), optionally `.fuse()`d."""
+    import_oracle()
+    from ultralytics.nn.tasks import load_checkpoint
+
+    model, _ = load_checkpoint(str(path), device="cpu", fuse=False)
+    model = model.float().eval().to(memory_format=torch.contiguous_format)
+    if fuse:
+        model = model.fuse(verbose=False)
+    return model
+
+
+@torch.no_grad()
+def oracle_stages(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Oracle stage outputs on `image`: layers 4/6/9/15/18/21 (hooks), per-level raw box/cls/coeff
+    (hooks on cv2/cv3/cv4), protos and the decoded eval output (B, 4 + nc + K, A)."""
+    stages: dict[str, torch.Tensor] = {}
+    head = model.model[-1]
+    hooks = []
+
+    def keep(name: str):  # noqa: ANN202
+        return lambda module, inputs, output: stages.__setitem__(name, output.detach().clone())
+
+    for i in FEATURE_LAYERS:
+        hooks.append(model.model[i].register_forward_hook(keep(f"layer{i}")))
+    for name, branches in (("box", head.cv2), ("cls", head.cv3), ("coeff", head.cv4)):
+        for i, branch in enumerate(branches):
+            hooks.append(branch.register_forward_hook(keep(f"{name}{i}")))
+    hooks.append(head.proto.register_forward_hook(keep("protos")))
+    try:
+        (decoded, protos), _ = model(image.contiguous())
+    finally:
+        for h in hooks:
+            h.remove()
+    assert torch.equal(protos, stages["protos"])
+    stages["decoded"] = decoded
+    return stages
