@@ -330,7 +330,7 @@ def rasterize_instances(record: ImageRecord) -> np.ndarray:
 def load_rgb(record: ImageRecord) -> np.ndarray:
     """(H0, W0, 3) uint8 RGB; raises if the file's size disagrees with the annotation."""
     with Image.open(record.path) as img:
-        rgb = np.asarray(img.convert("RGB"))
+        rgb = np.array(img.convert("RGB"))  # writable copy
     if rgb.shape[:2] != (record.height, record.width):
         raise ValueError(
             f"{record.path}: image is {rgb.shape[:2]} (H, W) but the annotation says "

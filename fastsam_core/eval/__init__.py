@@ -1,0 +1,1 @@
+"""Evaluation: COCO box and mask AP/AR (pycocotools, the `eval` extra)."""
