@@ -163,12 +163,18 @@ def test_resized_matches_interpolate_on_the_dense_window(mode: str, out_hw: tupl
     dense = random_dense(9, 48, 64, seed=9)
     masks = CompactMasks.from_dense(dense)
     top, left, height, width = 5, 3, 37, 58
-    window = dense[:, top : top + height, left : left + width].float()[:, None]  # (N, 1, h, w)
+    window = dense[:, top : top + height, left : left + width].double()[:, None]  # (N, 1, h, w)
     kwargs = {} if mode == "nearest" else {"align_corners": False}
-    expected = F.interpolate(window, size=out_hw, mode=mode, **kwargs)[:, 0] > 0.5
+    value = F.interpolate(window, size=out_hw, mode=mode, **kwargs)[:, 0]  # (N, H0, W0)
     resized = masks.resized(out_hw, window=(top, left, height, width), mode=mode)
     assert resized.image_hw == out_hw
-    assert torch.equal(resized.to_dense(), expected)
+    differs = resized.to_dense() != (value > 0.5)
+    if mode == "nearest":
+        assert not differs.any()
+    else:
+        # Only pixels whose exact value is 0.5 may differ: float32 rounding order decides them
+        # and ATen's bilinear kernels differ among themselves there.
+        assert bool(((value[differs] - 0.5).abs() < 1e-6).all())
 
 
 def test_resized_validates_window_and_mode() -> None:
