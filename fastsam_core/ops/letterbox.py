@@ -196,13 +196,23 @@ def resize_linear(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor
         return image.clone()
     xi0, xi1, a0, a1 = _linear_taps(w0, out_w, clamp_fraction=True, device=image.device)
     yi0, yi1, b0, b1 = _linear_taps(h0, out_h, clamp_fraction=False, device=image.device)
-    src = image.to(torch.int32)
-    # horizontal pass, exact: values < 255 * 2^11
-    rows = src[:, :, xi0] * a0 + src[:, :, xi1] * a1  # (C, H0, w) int32
-    top, bottom = rows[:, yi0] >> 4, rows[:, yi1] >> 4  # (C, h, w); >> 4 as OpenCV packs to int16
-    # vertical pass: high half of the 16x16-bit products, then rounding shift by 2 (OpenCV SIMD path)
-    out = ((top * b0[:, None]) >> 16) + ((bottom * b1[:, None]) >> 16)
-    return ((out + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+    # horizontal pass only on the source rows the vertical pass reads
+    used_rows, row_of = torch.unique(torch.cat((yi0, yi1)), return_inverse=True)  # (R,), (2h,)
+    src = image.index_select(1, used_rows)  # (C, R, W0)
+    rows = src.index_select(2, xi0).to(torch.int32) * a0  # (C, R, w); exact: < 255 * 2^11
+    rows += src.index_select(2, xi1).to(torch.int32) * a1
+    rows >>= 4  # OpenCV packs the intermediate to int16 with a shift of 4
+    top = rows.index_select(1, row_of[:out_h])  # (C, h, w) source row y0 of each output row
+    bottom = rows.index_select(1, row_of[out_h:])  # (C, h, w) source row y0 + 1 (clamped)
+    # vertical pass: high half of the 16x16-bit products, then a rounding shift by 2 (OpenCV SIMD path)
+    top *= b0[:, None]
+    top >>= 16
+    bottom *= b1[:, None]
+    bottom >>= 16
+    top += bottom
+    top += 2
+    top >>= 2
+    return top.clamp_(0, 255).to(torch.uint8)
 
 
 def letterbox(
