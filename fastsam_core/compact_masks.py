@@ -9,12 +9,12 @@ of region areas. The flat layout is what a fused mask-assembly kernel can write 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Union
+from typing import Literal, TypeAlias
 
 import numpy as np
 import torch
 
-Index = Union[int, slice, torch.Tensor, Sequence[int], Sequence[bool], np.ndarray]
+Index: TypeAlias = int | slice | torch.Tensor | Sequence[int] | Sequence[bool] | np.ndarray
 
 
 def _as_hw(image_hw: Sequence[int]) -> tuple[int, int]:
@@ -92,9 +92,7 @@ class CompactMasks:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def empty(
-        cls, image_hw: Sequence[int], device: torch.device | str = "cpu"
-    ) -> CompactMasks:
+    def empty(cls, image_hw: Sequence[int], device: torch.device | str = "cpu") -> CompactMasks:
         """Zero masks in an (H, W) frame."""
         return cls(
             torch.zeros((0, 4), dtype=torch.int64, device=device),
@@ -151,6 +149,50 @@ class CompactMasks:
         heights, widths = _region_sizes(clipped)
         data = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.bool, device=device)
         return cls(clipped, data, _offsets_from_sizes(heights * widths), (height, width))
+
+    @classmethod
+    def from_padded(
+        cls, regions: torch.Tensor, padded: torch.Tensor, image_hw: Sequence[int]
+    ) -> CompactMasks:
+        """Build from a batch of crops padded to one size, in one gather (what a batched op emits).
+
+        Args:
+            regions: (N, 4) int64 [x0, y0, x1, y1) inside the frame.
+            padded: (N, Hb, Wb) bool; crop i is padded[i, :y1 - y0, :x1 - x0], the rest ignored.
+            image_hw: (H, W) of the frame.
+        """
+        height, width = _as_hw(image_hw)
+        regions = torch.as_tensor(regions, device=padded.device)
+        n = regions.shape[0] if regions.ndim == 2 else -1
+        if regions.ndim != 2 or regions.shape[1] != 4 or padded.ndim != 3 or padded.shape[0] != n:
+            raise ValueError(
+                f"from_padded needs regions (N, 4) and padded (N, Hb, Wb), got "
+                f"{tuple(regions.shape)} and {tuple(padded.shape)}"
+            )
+        regions = regions.long()
+        heights, widths = _region_sizes(regions)
+        inside = (
+            (regions[:, 0] >= 0)
+            & (regions[:, 1] >= 0)
+            & (regions[:, 2] <= width)
+            & (regions[:, 3] <= height)
+        )
+        too_big = (heights > padded.shape[1]) | (widths > padded.shape[2])
+        if not bool(inside.all()) or bool(too_big.any()):
+            raise ValueError(
+                f"regions must lie inside the {(height, width)} frame and fit the padded "
+                f"{tuple(padded.shape[1:])} crops; clip them first"
+            )
+        regions = torch.where((heights * widths > 0)[:, None], regions, torch.zeros_like(regions))
+        heights, widths = _region_sizes(regions)
+        rows = torch.arange(padded.shape[1], device=padded.device)
+        cols = torch.arange(padded.shape[2], device=padded.device)
+        valid = (rows[None, :, None] < heights[:, None, None]) & (
+            cols[None, None, :] < widths[:, None, None]
+        )  # (N, Hb, Wb)
+        # Boolean indexing walks (n, row, col) in order: crop i comes out row-major, in order.
+        data = padded.bool()[valid]
+        return cls(regions, data, _offsets_from_sizes(heights * widths), (height, width))
 
     @classmethod
     def from_dense(cls, masks: torch.Tensor) -> CompactMasks:
@@ -223,14 +265,11 @@ class CompactMasks:
         """Subset by int, slice, bool mask or integer indices; always returns CompactMasks."""
         idx = _normalize_index(index, len(self), self.device)
         numels = self.offsets[1:] - self.offsets[:-1]  # (N,)
-        sel_numels = numels[idx]
-        new_offsets = _offsets_from_sizes(sel_numels)
-        total = int(new_offsets[-1])
-        # Gather source positions segment by segment without a Python loop:
-        # position j of segment k reads data[offsets[idx[k]] + j].
-        seg = torch.repeat_interleave(torch.arange(idx.numel(), device=self.device), sel_numels)
-        within = torch.arange(total, device=self.device) - new_offsets[:-1][seg]
-        data = self.data[self.offsets[:-1][idx][seg] + within]
+        new_offsets = _offsets_from_sizes(numels[idx])
+        # Slices are views; one cat copies only the selected bools (no int64 index buffer).
+        bounds = self.offsets.tolist()
+        pieces = [self.data[bounds[i] : bounds[i + 1]] for i in idx.tolist()]
+        data = torch.cat(pieces) if pieces else self.data[:0].clone()
         out = CompactMasks(self.regions[idx], data, new_offsets, self.image_hw)
         if self._areas is not None:
             out._areas = self._areas[idx]
@@ -353,8 +392,13 @@ class CompactMasks:
         out_h, out_w = _as_hw(out_hw)
         height, width = self.image_hw
         top, left, win_h, win_w = (0, 0, height, width) if window is None else map(int, window)
-        if top < 0 or left < 0 or win_h <= 0 or win_w <= 0 or top + win_h > height or (
-            left + win_w > width
+        if (
+            top < 0
+            or left < 0
+            or win_h <= 0
+            or win_w <= 0
+            or top + win_h > height
+            or (left + win_w > width)
         ):
             raise ValueError(
                 f"window (top, left, height, width) must lie inside the {self.image_hw} frame "

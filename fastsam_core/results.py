@@ -68,11 +68,10 @@ class Results:
                     "pass mask_window=(top, left, height, width) for letterbox-frame masks"
                 )
         else:
-            self.mask_window = tuple(int(v) for v in self.mask_window)  # type: ignore[assignment]
-            if len(self.mask_window) != 4:
-                raise ValueError(
-                    f"mask_window must be (top, left, height, width), got {self.mask_window}"
-                )
+            window = tuple(int(v) for v in self.mask_window)
+            if len(window) != 4:
+                raise ValueError(f"mask_window must be (top, left, height, width), got {window}")
+            self.mask_window = (window[0], window[1], window[2], window[3])
         if self.orig_image is not None:
             image = torch.as_tensor(self.orig_image)
             if image.shape != (*self.orig_hw, 3) or image.dtype != torch.uint8:
@@ -102,9 +101,7 @@ class Results:
             mask_window=self.mask_window,
         )
 
-    def sort(
-        self, by: Literal["score", "area"] = "score", descending: bool = True
-    ) -> Results:
+    def sort(self, by: Literal["score", "area"] = "score", descending: bool = True) -> Results:
         """New Results sorted by score or mask area (stable: ties keep their order)."""
         if by == "score":
             key = self.scores
@@ -233,7 +230,7 @@ class Results:
         """
         target = _writable(path, overwrite)
         masks = self.masks.to("cpu")
-        arrays = {
+        arrays: dict[str, Any] = {
             "boxes": self.boxes.cpu().numpy(),
             "scores": self.scores.cpu().numpy(),
             "class_ids": self.class_ids.cpu().numpy(),

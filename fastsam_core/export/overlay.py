@@ -103,7 +103,9 @@ def save_png(array: np.ndarray | torch.Tensor, path: str | Path, overwrite: bool
 
     arr = array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise ValueError(f"PNG array must be (H, W, 3) or (H, W) uint8, got {arr.dtype} {arr.shape}")
+        raise ValueError(
+            f"PNG array must be (H, W, 3) or (H, W) uint8, got {arr.dtype} {arr.shape}"
+        )
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")

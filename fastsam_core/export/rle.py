@@ -14,7 +14,7 @@ every pixel outside the region is background, so only value changes inside the c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -121,7 +121,7 @@ def string_to_counts(text: str | bytes) -> np.ndarray:
 
 def encode_crop(
     crop: torch.Tensor, region: Sequence[int], image_hw: Sequence[int]
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """COCO compressed RLE of a mask given as a crop of its region (never densified).
 
     Args:
@@ -147,16 +147,18 @@ def encode_crop(
     return {"size": [height, width], "counts": counts_to_string(counts)}
 
 
-def encode_dense(mask: torch.Tensor | np.ndarray) -> dict[str, object]:
+def encode_dense(mask: torch.Tensor | np.ndarray) -> dict[str, Any]:
     """COCO compressed RLE of one dense (H, W) mask."""
-    mask_t = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))
+    mask_t = (
+        mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))
+    )
     if mask_t.ndim != 2:
         raise ValueError(f"mask must have shape (H, W), got {tuple(mask_t.shape)}")
     height, width = mask_t.shape
     return encode_crop(mask_t.bool(), (0, 0, width, height), (height, width))
 
 
-def encode_masks(masks: CompactMasks) -> list[dict[str, object]]:
+def encode_masks(masks: CompactMasks) -> list[dict[str, Any]]:
     """COCO RLE for every mask of a CompactMasks, each from its crop."""
     return [
         encode_crop(masks.crop(i), masks.regions[i].tolist(), masks.image_hw)
@@ -164,16 +166,14 @@ def encode_masks(masks: CompactMasks) -> list[dict[str, object]]:
     ]
 
 
-def decode(rle: dict[str, object]) -> np.ndarray:
+def decode(rle: dict[str, Any]) -> np.ndarray:
     """COCO RLE (compressed string or uncompressed list counts) -> (H, W) bool numpy mask."""
     if "size" not in rle or "counts" not in rle:
         raise ValueError(f"RLE must be a dict with 'size' and 'counts', got keys {list(rle)}")
-    height, width = (int(v) for v in rle["size"])  # type: ignore[union-attr]
+    height, width = (int(v) for v in rle["size"])
     raw = rle["counts"]
     counts = (
-        string_to_counts(raw)  # type: ignore[arg-type]
-        if isinstance(raw, (str, bytes))
-        else np.asarray(raw, dtype=np.int64)
+        string_to_counts(raw) if isinstance(raw, (str, bytes)) else np.asarray(raw, dtype=np.int64)
     )
     if counts.sum() != height * width or (counts < 0).any():
         raise ValueError(
@@ -186,8 +186,8 @@ def decode(rle: dict[str, object]) -> np.ndarray:
     return flat.reshape(width, height).T
 
 
-def area(rle: dict[str, object]) -> int:
+def area(rle: dict[str, Any]) -> int:
     """Number of foreground pixels of a COCO RLE."""
     raw = rle["counts"]
-    counts = string_to_counts(raw) if isinstance(raw, (str, bytes)) else np.asarray(raw)  # type: ignore[arg-type]
+    counts = string_to_counts(raw) if isinstance(raw, (str, bytes)) else np.asarray(raw)
     return int(counts[1::2].sum())

@@ -50,10 +50,7 @@ def test_from_crops_clips_regions_past_the_frame() -> None:
     height, width = 10, 12
     regions = torch.tensor([[-3, -2, 4, 5], [9, 8, 15, 13], [20, 20, 25, 22], [2, 2, 2, 6]])
     g = torch.Generator().manual_seed(1)
-    crops = [
-        torch.rand((int(r[3] - r[1]), int(r[2] - r[0])), generator=g) < 0.5
-        for r in regions
-    ]
+    crops = [torch.rand((int(r[3] - r[1]), int(r[2] - r[0])), generator=g) < 0.5 for r in regions]
     crops[3] = torch.zeros((4, 0), dtype=torch.bool)
     masks = CompactMasks.from_crops(regions, crops, (height, width))
     # Reference: paste every crop into a padded canvas, then cut the frame out.
@@ -133,7 +130,9 @@ def test_contains_points_matches_dense_lookup() -> None:
 def test_box_overlap_matches_dense_sums() -> None:
     dense = random_dense(6, 25, 30, seed=6)
     masks = CompactMasks.from_dense(dense)
-    boxes = torch.tensor([[0, 0, 30, 25], [5, 3, 12, 20], [-5, -5, 3, 4], [28, 20, 40, 40], [7, 7, 7, 9]])
+    boxes = torch.tensor(
+        [[0, 0, 30, 25], [5, 3, 12, 20], [-5, -5, 3, 4], [28, 20, 40, 40], [7, 7, 7, 9]]
+    )
     expected = torch.stack(
         [
             dense[:, max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)].sum(dim=(1, 2))
@@ -204,10 +203,10 @@ def test_large_frame_stores_only_region_areas(monkeypatch: pytest.MonkeyPatch) -
     crops = [torch.rand((int(h), int(w)), generator=g) < 0.5 for w, h in sizes.tolist()]
     limit = height * width // 4  # far below one dense frame, far above any crop
 
-    def guard(name: str):  # noqa: ANN202 - wraps torch allocators
+    def guard(name: str):
         real = getattr(torch, name)
 
-        def checked(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def checked(*args, **kwargs):
             out = real(*args, **kwargs)
             assert out.numel() <= limit, f"torch.{name} allocated {tuple(out.shape)}"
             return out
@@ -229,3 +228,20 @@ def test_large_frame_stores_only_region_areas(monkeypatch: pytest.MonkeyPatch) -
     assert torch.equal(overlap.diagonal(), masks.areas()[:5])
     half = masks.resized((1000, 1500), window=(0, 0, height, width))
     assert half.data.numel() < region_area
+
+
+def test_from_padded_equals_from_crops() -> None:
+    dense = random_dense(6, 20, 25, seed=11)
+    reference = CompactMasks.from_dense(dense)
+    regions = reference.regions
+    g = torch.Generator().manual_seed(2)
+    padded = torch.rand((6, 22, 27), generator=g) < 0.5  # garbage outside each crop
+    for i, crop in enumerate(reference.crops()):
+        padded[i, : crop.shape[0], : crop.shape[1]] = crop
+    built = CompactMasks.from_padded(regions, padded, (20, 25))
+    assert torch.equal(built.regions, regions) and torch.equal(built.offsets, reference.offsets)
+    assert torch.equal(built.to_dense(), dense)
+    with pytest.raises(ValueError, match=r"fit the padded \(3, 3\) crops"):
+        CompactMasks.from_padded(regions, padded[:, :3, :3], (20, 25))
+    with pytest.raises(ValueError, match=r"regions \(N, 4\) and padded \(N, Hb, Wb\)"):
+        CompactMasks.from_padded(regions, padded[:2], (20, 25))

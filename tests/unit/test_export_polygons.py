@@ -34,7 +34,9 @@ def shapes() -> dict[str, np.ndarray]:
     rect[10:60, 20:100] = True
     l_shape = rect.copy()
     l_shape[10:45, 50:100] = False
-    star = (np.abs(yy - 45) + np.abs(xx - 60) < 35) | ((np.abs(yy - 45) < 6) & (np.abs(xx - 60) < 55))
+    star = (np.abs(yy - 45) + np.abs(xx - 60) < 35) | (
+        (np.abs(yy - 45) < 6) & (np.abs(xx - 60) < 55)
+    )
     touching = np.zeros((90, 120), dtype=bool)
     touching[:, :30] = True  # touches three borders
     return {

@@ -51,7 +51,9 @@ def test_edge_cases_equal_pycocotools(name: str) -> None:
     got = rle.encode_dense(mask)
     assert got == coco_encode(mask)
     assert np.array_equal(rle.decode(got), mask)
-    assert rle.area(got) == int(mask_api.area(mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))))
+    assert rle.area(got) == int(
+        mask_api.area(mask_api.encode(np.asfortranarray(mask.astype(np.uint8))))
+    )
 
 
 @pytest.mark.parametrize("seed", range(6))

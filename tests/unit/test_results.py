@@ -33,7 +33,11 @@ def make_results(with_image: bool = True) -> tuple[Results, torch.Tensor]:
         np.random.default_rng(0).integers(0, 256, size=(*ORIG_HW, 3), dtype=np.uint8)
     )
     results = results_from_dense(
-        masks, boxes.float(), scores, ORIG_HW, path="photo.jpg",
+        masks,
+        boxes.float(),
+        scores,
+        ORIG_HW,
+        path="photo.jpg",
         orig_image=image if with_image else None,
     )
     return results, masks
@@ -60,14 +64,18 @@ def letterbox_results() -> tuple[Results, torch.Tensor, tuple[int, int, int, int
 
 
 def test_validation_errors_name_the_problem() -> None:
-    results, masks = make_results()
+    results, _ = make_results()
     with pytest.raises(ValueError, match=r"one row per mask \(4 masks\), got .*'scores': 3"):
         Results(results.masks, results.boxes, results.scores[:3], results.class_ids, ORIG_HW)
     with pytest.raises(ValueError, match=r"masks live in a \(45, 60\) frame but orig_hw is"):
         Results(results.masks, results.boxes, results.scores, results.class_ids, (90, 120))
     with pytest.raises(ValueError, match=r"orig_image must be a \(45, 60, 3\) uint8 RGB"):
         Results(
-            results.masks, results.boxes, results.scores, results.class_ids, ORIG_HW,
+            results.masks,
+            results.boxes,
+            results.scores,
+            results.class_ids,
+            ORIG_HW,
             orig_image=torch.zeros((45, 60, 4), dtype=torch.uint8),
         )
 
