@@ -14,6 +14,10 @@ from typing import Literal, TypeAlias
 import numpy as np
 import torch
 
+# box_overlap counts each (mask, box) pair directly up to this many boxes, else builds one
+# summed-area table per mask (cheaper per box, but a full int64 pass over the crop).
+_DIRECT_SUM_MAX_BOXES = 16
+
 Index: TypeAlias = int | slice | torch.Tensor | Sequence[int] | Sequence[bool] | np.ndarray
 
 
@@ -319,17 +323,26 @@ class CompactMasks:
         if boxes.is_floating_point():
             raise TypeError("boxes must be integer pixel coordinates; round/truncate first")
         boxes = boxes.long()
-        out = torch.zeros((len(self), boxes.shape[0]), dtype=torch.int64, device=self.device)
-        for i in range(len(self)):
+        num_boxes = boxes.shape[0]
+        out = torch.zeros((len(self), num_boxes), dtype=torch.int64, device=self.device)
+        box_list = boxes.tolist()
+        for i, (rx0, ry0, _, _) in enumerate(self.regions.tolist()):
             crop = self.crop(i)
             if crop.numel() == 0:
                 continue
-            rx0, ry0 = self.regions[i, 0], self.regions[i, 1]
             h, w = crop.shape
-            # Summed-area table of the crop: integral[r, c] = sum(crop[:r, :c]).
+            if num_boxes <= _DIRECT_SUM_MAX_BOXES:
+                # Few boxes (prompts): count inside each intersection directly.
+                for j, (bx0, by0, bx1, by1) in enumerate(box_list):
+                    cx0, cx1 = min(max(bx0 - rx0, 0), w), min(max(bx1 - rx0, 0), w)
+                    cy0, cy1 = min(max(by0 - ry0, 0), h), min(max(by1 - ry0, 0), h)
+                    if cx1 > cx0 and cy1 > cy0:
+                        out[i, j] = torch.count_nonzero(crop[cy0:cy1, cx0:cx1])
+                continue
+            # Many boxes: summed-area table of the crop, integral[r, c] = sum(crop[:r, :c]).
             integral = torch.zeros((h + 1, w + 1), dtype=torch.int64, device=self.device)
             integral[1:, 1:] = crop.long().cumsum(0).cumsum(1)
-            bx0 = (boxes[:, 0] - rx0).clamp(0, w)  # (M,) box in crop coordinates
+            bx0 = (boxes[:, 0] - rx0).clamp(0, w)  # (M,) boxes in crop coordinates
             bx1 = (boxes[:, 2] - rx0).clamp(0, w)
             by0 = (boxes[:, 1] - ry0).clamp(0, h)
             by1 = (boxes[:, 3] - ry0).clamp(0, h)
@@ -478,15 +491,11 @@ def _segment_sums(data: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         return torch.zeros(0, dtype=torch.int64, device=data.device)
     lengths = offsets[1:] - offsets[:-1]
     if data.device.type == "cpu":
-        # np.add.reduceat sums in place without an int64 copy of the buffer; it returns
-        # data[start] for empty segments and needs starts < len, so empty ones are zeroed.
-        arr = data.numpy().view(np.uint8)
-        nonempty = (lengths > 0).numpy()
-        sums = np.zeros(n, dtype=np.int64)
-        if nonempty.any():
-            starts = offsets[:-1].numpy()[nonempty]
-            sums[nonempty] = np.add.reduceat(arr, starts, dtype=np.int64)
-        return torch.from_numpy(sums)
+        # count_nonzero on each bool view: no copy, SIMD, ~1 ms per 10 M pixels.
+        arr = data.numpy()
+        bounds = offsets.tolist()
+        counts = [np.count_nonzero(arr[bounds[i] : bounds[i + 1]]) for i in range(n)]
+        return torch.tensor(counts, dtype=torch.int64)
     # Accelerators: float64 sums are exact up to 2**53 pixels per mask.
     return torch.segment_reduce(data.double(), "sum", lengths=lengths).long()
 

@@ -83,10 +83,12 @@ def render_overlay(
         crop = masks.crop(i).numpy()
         if crop.size:
             owner[y0:y1, x0:x1][crop] = i
-    colours = palette(n, seed).astype(np.float32)
-    covered = owner >= 0
-    blended = (1.0 - alpha) * img[covered].astype(np.float32) + alpha * colours[owner[covered]]
-    out[covered] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    # Row 0 of the lookup table is "no mask"; whole-frame arithmetic beats boolean gathers here.
+    colours = np.zeros((n + 1, 3), dtype=np.float32)
+    colours[1:] = palette(n, seed)
+    blended = (1.0 - alpha) * img.astype(np.float32) + alpha * colours[owner + 1]  # (H, W, 3)
+    blended = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    out = np.where((owner >= 0)[..., None], blended, img)
     if contours:
         colour = np.asarray(contour_color, dtype=np.uint8)
         for i in range(n):
@@ -110,5 +112,6 @@ def save_png(array: np.ndarray | torch.Tensor, path: str | Path, overwrite: bool
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(target, format="PNG")
+    # compress_level 1: about 3x faster than Pillow's default 6 for a few % larger files.
+    Image.fromarray(arr).save(target, format="PNG", compress_level=1)
     return target

@@ -141,6 +141,8 @@ def test_box_overlap_matches_dense_sums() -> None:
         dim=1,
     )  # (N, M)
     assert torch.equal(masks.box_overlap(boxes), expected)
+    many = boxes.repeat(5, 1)  # 25 boxes: the summed-area-table path
+    assert torch.equal(masks.box_overlap(many), expected.repeat(1, 5))
 
 
 def test_union_single_dense_and_cat() -> None:
