@@ -90,10 +90,9 @@ def load_model(
         state_dict = load_file(str(path))
     else:
         state_dict, cfg = _convert_pt(path)
-    with torch.device("meta"):  # skip random init; every tensor is assigned below
-        model = YoloV8Seg(cfg)
+    model = YoloV8Seg(cfg)  # CPU build: faster than the meta device on first use (see converter)
     try:
-        model.load_state_dict(state_dict, strict=True, assign=True)
+        model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
         raise ValueError(
             f"{path}: tensors do not match YoloV8Seg for its config (channels {cfg.channels}, "

@@ -29,6 +29,7 @@ __all__ = [
     "CONFIG_KEY",
     "UnsafeCheckpointError",
     "convert_checkpoint",
+    "convert_file",
     "convert_state_dict",
     "infer_config",
     "load_checkpoint",
@@ -115,3 +116,20 @@ def save_converted(
         Path(tmp).unlink(missing_ok=True)
         raise
     return digest
+
+
+def convert_file(
+    in_path: str | Path, out_path: str | Path, force: bool = False
+) -> tuple[YoloSegConfig, dict[str, Any]]:
+    """`.pt` -> `.safetensors` in one call (what `fastsam convert` runs).
+
+    Returns:
+        (cfg, info) where info adds `sha256` and `output` to `convert_checkpoint`'s info.
+    """
+    out_path = Path(out_path)
+    if out_path.exists() and not force:  # fail before the (slow) conversion
+        raise FileExistsError(f"{out_path} already exists; pass --force to overwrite")
+    state_dict, cfg, info = convert_checkpoint(in_path)
+    extra = {"fastsam_source": Path(in_path).name, "fastsam_source_sha256": sha256_file(in_path)}
+    digest = save_converted(state_dict, cfg, out_path, force=force, extra_metadata=extra)
+    return cfg, {**info, "sha256": digest, "output": str(out_path)}

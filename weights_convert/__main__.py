@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fastsam_weights_convert import convert_checkpoint, save_converted
+from fastsam_weights_convert import convert_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,14 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     args = parser.parse_args(argv)
     try:
-        state_dict, cfg, info = convert_checkpoint(args.input)
-        digest = save_converted(state_dict, cfg, args.output, force=args.force,
-                                extra_metadata={"fastsam_source": str(args.input)})
+        cfg, info = convert_file(args.input, args.output, force=args.force)
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {args.output}: scale {cfg.scale}, reg_max {cfg.reg_max}, "
-          f"{cfg.num_classes} classes, {info['num_params']:,} params, sha256 {digest}")
+          f"{cfg.num_classes} classes, {info['num_params']:,} params, sha256 {info['sha256']}")
     return 0
 
 

@@ -16,6 +16,7 @@ ultralytics is never imported; nothing from the file is ever executed.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import pathlib
 import pickle
@@ -166,6 +167,8 @@ _PLAIN_GLOBALS: dict[tuple[str, str], Any] = {
     ("__builtin__", "set"): set,  # protocol-2 pickles spell builtins this way (spec §2.5)
     ("builtins", "frozenset"): frozenset,
     ("__builtin__", "frozenset"): frozenset,
+    # Protocol 2 pickles `bytes` (e.g. inside numpy scalars) as _codecs.encode(str, "latin1").
+    ("_codecs", "encode"): codecs.encode,
     ("builtins", "getattr"): _guarded_getattr,
     ("__builtin__", "getattr"): _guarded_getattr,
     # Paths in training arguments; constructing one touches no file.

@@ -30,7 +30,7 @@ from typing import Literal
 
 import torch
 
-BUILDER_VERSION = 1  # bump when the files this module writes change
+BUILDER_VERSION = 2  # bump when the files this module writes change
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARITY_INPUT_SIZE = 320
 
@@ -91,6 +91,59 @@ def oracle_checkpoints(recipes: list[CheckpointRecipe]) -> list[Path]:
 def oracle_outputs(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The oracle's raw tensors saved beside `checkpoint` (images, box_dist, class_logits, ...)."""
     return torch.load(checkpoint.with_suffix(".outputs.pt"), weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic upstream state dicts (no ultralytics): our model's tensors under spec §1.9 names.
+
+# Our module path -> upstream layer index, written from spec §1.2 independently of the converter.
+_UPSTREAM_LAYER = {
+    "backbone.stem": 0, "backbone.stages.0.downsample": 1, "backbone.stages.0.c2f": 2,
+    "backbone.stages.1.downsample": 3, "backbone.stages.1.c2f": 4,
+    "backbone.stages.2.downsample": 5, "backbone.stages.2.c2f": 6,
+    "backbone.stages.3.downsample": 7, "backbone.stages.3.c2f": 8, "backbone.sppf": 9,
+    "neck.top_down_p4": 12, "neck.top_down_p3": 15, "neck.downsample_p3": 16,
+    "neck.bottom_up_p4": 18, "neck.downsample_p4": 19, "neck.bottom_up_p5": 21, "head": 22,
+}  # fmt: skip
+_UPSTREAM_INNER = [  # (our inner name regex, upstream inner name)
+    (r"expand\.", "cv1."), (r"project\.", "cv2."), (r"reduce\.", "cv1."),
+    (r"blocks\.(\d+)\.conv1\.", r"m.\1.cv1."), (r"blocks\.(\d+)\.conv2\.", r"m.\1.cv2."),
+    (r"box_branch\.", "cv2."), (r"class_branch\.", "cv3."), (r"coeff_branch\.", "cv4."),
+    (r"proto\.conv(\d)\.", r"proto.cv\1."),
+]  # fmt: skip
+
+
+def upstream_key(ours: str) -> str:
+    """The spec §1.9 name of one of our state-dict keys ('neck.top_down_p4.expand.conv.weight'
+    -> 'model.12.cv1.conv.weight')."""
+    import re
+
+    prefix = max((p for p in _UPSTREAM_LAYER if ours.startswith(p + ".")), key=len)
+    inner = ours[len(prefix) + 1 :]
+    for pattern, replacement in _UPSTREAM_INNER:
+        inner = re.sub("^" + pattern, replacement, inner)
+    return f"model.{_UPSTREAM_LAYER[prefix]}.{inner}"
+
+
+def synthetic_upstream_state_dict(
+    cfg, dtype: torch.dtype = torch.float16, seed: int = 0
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(upstream-named tensors like an ultralytics checkpoint, our fp32 tensors they came from).
+
+    Every float tensor gets distinct random values so a swapped mapping is detectable.
+    """
+    from fastsam_core.model.yolov8_seg import YoloV8Seg
+
+    torch.manual_seed(seed)
+    ours = YoloV8Seg(cfg).state_dict()
+    gen = torch.Generator().manual_seed(seed)
+    for key, tensor in ours.items():
+        if tensor.is_floating_point() and not key.endswith("dfl.conv.weight"):
+            tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
+    ours = {k: (v.to(dtype).float() if v.is_floating_point() else v) for k, v in ours.items()}
+    upstream = {upstream_key(k): (v.to(dtype) if v.is_floating_point() else v.clone())
+                for k, v in ours.items()}  # fmt: skip
+    return upstream, ours
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,7 +257,8 @@ def _build_one(recipe: CheckpointRecipe, out_dir: Path) -> None:  # pragma: no c
                 stripped["model"] = stripped["model"].float()
                 torch.save(stripped, tmp / "last.pt")
     # Oracle tensors computed from exactly the stored weights (fp16 -> fp32 like every loader).
-    reference = copy.deepcopy(ema).float()
+    stored = torch.load(tmp / "last.pt", map_location="cpu", weights_only=False)
+    reference = (stored["ema"] or stored["model"]).float()
     if recipe.task == "segment":
         torch.save(_raw_outputs(reference, recipe.seed), tmp / "outputs.pt")
         os.replace(tmp / "outputs.pt", final.with_suffix(".outputs.pt"))
