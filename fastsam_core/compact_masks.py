@@ -91,8 +91,16 @@ class CompactMasks:
         self.regions = regions.to(data.device)
         self.data = data
         self.offsets = offsets.to(data.device)
-        # Areas are cached: masks are immutable after construction.
+        # Areas and host copies of the small index tensors are cached: masks are immutable
+        # after construction, and per-mask loops should not sync with an accelerator N times.
         self._areas: torch.Tensor | None = None
+        self._host: tuple[list[list[int]], list[int]] | None = None
+
+    def _host_index(self) -> tuple[list[list[int]], list[int]]:
+        """(regions, offsets) as Python lists, fetched once."""
+        if self._host is None:
+            self._host = (self.regions.tolist(), self.offsets.tolist())
+        return self._host
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -136,15 +144,16 @@ class CompactMasks:
         clipped[:, 0::2] = regions[:, 0::2].clamp(0, width)
         clipped[:, 1::2] = regions[:, 1::2].clamp(0, height)
         flat = []
+        region_list, clipped_list = regions.tolist(), clipped.tolist()  # one host sync
         for i, crop in enumerate(crops):
-            x0, y0, x1, y1 = regions[i].tolist()
+            x0, y0, x1, y1 = region_list[i]
             expected = (max(y1 - y0, 0), max(x1 - x0, 0))
             if tuple(crop.shape) != expected:
                 raise ValueError(
                     f"crop {i} must have shape (y1 - y0, x1 - x0) = {expected} for region "
                     f"{[x0, y0, x1, y1]}, got {tuple(crop.shape)}"
                 )
-            cx0, cy0, cx1, cy1 = clipped[i].tolist()
+            cx0, cy0, cx1, cy1 = clipped_list[i]
             if cx1 <= cx0 or cy1 <= cy0:
                 clipped[i] = 0
                 continue
@@ -257,8 +266,9 @@ class CompactMasks:
 
     def crop(self, i: int) -> torch.Tensor:
         """(h_i, w_i) bool view of mask i inside its region."""
-        x0, y0, x1, y1 = self.regions[i].tolist()
-        start, stop = self.offsets[i].item(), self.offsets[i + 1].item()
+        regions, offsets = self._host_index()
+        x0, y0, x1, y1 = regions[i]
+        start, stop = offsets[i], offsets[i + 1]
         return self.data[start:stop].view(max(y1 - y0, 0), max(x1 - x0, 0))
 
     def crops(self) -> list[torch.Tensor]:
@@ -271,7 +281,7 @@ class CompactMasks:
         numels = self.offsets[1:] - self.offsets[:-1]  # (N,)
         new_offsets = _offsets_from_sizes(numels[idx])
         # Slices are views; one cat copies only the selected bools (no int64 index buffer).
-        bounds = self.offsets.tolist()
+        bounds = self._host_index()[1]
         pieces = [self.data[bounds[i] : bounds[i + 1]] for i in idx.tolist()]
         data = torch.cat(pieces) if pieces else self.data[:0].clone()
         out = CompactMasks(self.regions[idx], data, new_offsets, self.image_hw)
@@ -326,7 +336,7 @@ class CompactMasks:
         num_boxes = boxes.shape[0]
         out = torch.zeros((len(self), num_boxes), dtype=torch.int64, device=self.device)
         box_list = boxes.tolist()
-        for i, (rx0, ry0, _, _) in enumerate(self.regions.tolist()):
+        for i, (rx0, ry0, _, _) in enumerate(self._host_index()[0]):
             crop = self.crop(i)
             if crop.numel() == 0:
                 continue
@@ -357,7 +367,7 @@ class CompactMasks:
         """(N, H, W) bool dense masks (allocates N*H*W bytes)."""
         height, width = self.image_hw
         dense = torch.zeros((len(self), height, width), dtype=torch.bool, device=self.device)
-        for i, (x0, y0, x1, y1) in enumerate(self.regions.tolist()):
+        for i, (x0, y0, x1, y1) in enumerate(self._host_index()[0]):
             if x1 > x0 and y1 > y0:
                 dense[i, y0:y1, x0:x1] = self.crop(i)
         return dense
@@ -366,7 +376,7 @@ class CompactMasks:
         """(H, W) bool union of all masks (one dense frame, not N)."""
         height, width = self.image_hw
         out = torch.zeros((height, width), dtype=torch.bool, device=self.device)
-        for i, (x0, y0, x1, y1) in enumerate(self.regions.tolist()):
+        for i, (x0, y0, x1, y1) in enumerate(self._host_index()[0]):
             if x1 > x0 and y1 > y0:
                 out[y0:y1, x0:x1] |= self.crop(i)
         return out
@@ -375,7 +385,7 @@ class CompactMasks:
         """(H, W) bool dense view of the single mask i."""
         height, width = self.image_hw
         out = torch.zeros((height, width), dtype=torch.bool, device=self.device)
-        x0, y0, x1, y1 = self.regions[i].tolist()
+        x0, y0, x1, y1 = self._host_index()[0][i]
         if x1 > x0 and y1 > y0:
             out[y0:y1, x0:x1] = self.crop(i)
         return out
@@ -425,7 +435,7 @@ class CompactMasks:
         rows = _axis_map(win_h, out_h, mode, self.device)  # per output row: source rows/weights
         cols = _axis_map(win_w, out_w, mode, self.device)
         regions, crops = [], []
-        for i, (x0, y0, x1, y1) in enumerate(self.regions.tolist()):
+        for i, (x0, y0, x1, y1) in enumerate(self._host_index()[0]):
             crop = self.crop(i)
             # Region in window coordinates (may be partly outside the window).
             region_out, crop_out = sample(

@@ -148,10 +148,8 @@ def mask_polygons(mask: torch.Tensor | np.ndarray, simplify: bool = True) -> lis
 
 def compact_mask_polygons(masks: CompactMasks, simplify: bool = True) -> list[list[np.ndarray]]:
     """Polygons of every mask of a CompactMasks, each traced on its crop only."""
-    return [
-        crop_polygons(masks.crop(i), masks.regions[i, :2].tolist(), simplify)
-        for i in range(len(masks))
-    ]
+    regions = masks.regions.tolist()
+    return [crop_polygons(masks.crop(i), regions[i][:2], simplify) for i in range(len(masks))]
 
 
 def to_coco_segmentation(polygons: list[np.ndarray]) -> list[list[float]]:

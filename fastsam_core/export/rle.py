@@ -160,10 +160,8 @@ def encode_dense(mask: torch.Tensor | np.ndarray) -> dict[str, Any]:
 
 def encode_masks(masks: CompactMasks) -> list[dict[str, Any]]:
     """COCO RLE for every mask of a CompactMasks, each from its crop."""
-    return [
-        encode_crop(masks.crop(i), masks.regions[i].tolist(), masks.image_hw)
-        for i in range(len(masks))
-    ]
+    regions = masks.regions.tolist()
+    return [encode_crop(masks.crop(i), regions[i], masks.image_hw) for i in range(len(masks))]
 
 
 def decode(rle: dict[str, Any]) -> np.ndarray:

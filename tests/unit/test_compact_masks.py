@@ -247,3 +247,27 @@ def test_from_padded_equals_from_crops() -> None:
         CompactMasks.from_padded(regions, padded[:, :3, :3], (20, 25))
     with pytest.raises(ValueError, match=r"regions \(N, 4\) and padded \(N, Hb, Wb\)"):
         CompactMasks.from_padded(regions, padded[:2], (20, 25))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu() -> None:
+    from fastsam_core.export.rle import encode_masks
+
+    dense = random_dense(9, 37, 41, seed=12)
+    cpu = CompactMasks.from_dense(dense)
+    gpu = CompactMasks.from_dense(dense.cuda())
+    assert gpu.device.type == "cuda" and gpu.data.is_cuda
+    assert torch.equal(gpu.to_dense().cpu(), dense)
+    assert torch.equal(gpu.areas().cpu(), cpu.areas())
+    assert torch.equal(gpu[[3, 1]].to_dense().cpu(), dense[[3, 1]])
+    points = torch.tensor([[0, 0], [5, 7], [40, 36]])
+    assert torch.equal(gpu.contains_points(points.cuda()).cpu(), cpu.contains_points(points))
+    boxes = torch.tensor([[0, 0, 20, 20], [3, 4, 41, 37]])
+    assert torch.equal(gpu.box_overlap(boxes.cuda()).cpu(), cpu.box_overlap(boxes))
+    for mode in ("nearest", "bilinear"):
+        resized_cpu = cpu.resized((50, 61), window=(2, 1, 30, 35), mode=mode).to_dense()
+        resized_gpu = gpu.resized((50, 61), window=(2, 1, 30, 35), mode=mode).to_dense()
+        assert (resized_gpu.cpu() != resized_cpu).float().mean() < 1e-3  # ties at exactly 0.5
+    assert encode_masks(gpu) == encode_masks(cpu)
+    assert torch.equal(gpu.to("cpu").to_dense(), dense)
