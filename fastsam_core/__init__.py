@@ -11,6 +11,7 @@ from fastsam_core.model import (
     fastsam_x,
     fuse_conv_bn,
 )
+from fastsam_core.predictor import Predictor
 from fastsam_core.results import Results
 from fastsam_core.weights import load_config, load_model
 
@@ -21,6 +22,7 @@ __all__ = [
     "FASTSAM_S",
     "FASTSAM_X",
     "MODEL_REGISTRY",
+    "Predictor",
     "Results",
     "SCALES",
     "SegOutput",

@@ -220,17 +220,9 @@ def resolve_weights(name_or_path: str | Path, *, download: bool = True, progress
 
 
 def convert_to_safetensors(checkpoint: Path, dest: Path) -> Path:
-    """Convert an official `.pt` to our safetensors format (no code from the pickle is run)."""
-    from fastsam_weights_convert import convert_checkpoint, save_converted
+    """Convert an official `.pt` to our safetensors format, atomically (no pickled code is run)."""
+    from fastsam_weights_convert import convert_file
 
-    state_dict, cfg, info = convert_checkpoint(checkpoint)
-    # Write under a temporary name then rename, so a crash never leaves a half-converted file.
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
-        save_converted(tmp, state_dict, cfg, info)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    convert_file(checkpoint, dest, force=True)
     logger.info("converted %s -> %s", checkpoint, dest)
     return dest
