@@ -68,6 +68,36 @@ def _convert_pt(path: Path) -> tuple[dict[str, torch.Tensor], YoloSegConfig]:
     return state_dict, cfg
 
 
+def _check_tensors(
+    path: Path,
+    cfg: YoloSegConfig,
+    tensors: dict[str, torch.Tensor],
+    expected: dict[str, torch.Tensor],
+) -> None:
+    """One ValueError naming every missing, unexpected and mis-shaped tensor (first 10 of each)."""
+    problems = {
+        "missing": [k for k in expected if k not in tensors],
+        "unexpected": [k for k in tensors if k not in expected],
+        "shape mismatches": [
+            f"{k}: file {tuple(v.shape)}, model {tuple(expected[k].shape)}"
+            for k, v in tensors.items()
+            if k in expected and v.shape != expected[k].shape
+        ],
+    }
+    if not any(problems.values()):
+        return
+    lines = [
+        f"{len(items)} {what}: " + ", ".join(items[:10]) + (" ..." if len(items) > 10 else "")
+        for what, items in problems.items()
+        if items
+    ]
+    raise ValueError(
+        f"{path}: tensors do not match YoloV8Seg for the config in the file (channels "
+        f"{cfg.channels}, depths {cfg.depths}, reg_max {cfg.reg_max}, num_classes "
+        f"{cfg.num_classes}):\n  " + "\n  ".join(lines) + "\nre-create the file with `fastsam convert`"
+    )
+
+
 def load_model(
     path: str | Path, device: str | torch.device = "cpu", fuse: bool = False
 ) -> YoloV8Seg:
@@ -91,13 +121,8 @@ def load_model(
     else:
         state_dict, cfg = _convert_pt(path)
     model = YoloV8Seg(cfg)  # CPU build: faster than the meta device on first use (see converter)
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{path}: tensors do not match YoloV8Seg for its config (channels {cfg.channels}, "
-            f"depths {cfg.depths}, reg_max {cfg.reg_max}): {err}"
-        ) from None
+    _check_tensors(path, cfg, state_dict, model.state_dict())
+    model.load_state_dict(state_dict, strict=True)
     model = model.to(device).float().eval().requires_grad_(False)
     if fuse:
         model = cast(YoloV8Seg, fuse_conv_bn(model))

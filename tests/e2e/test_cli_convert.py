@@ -1,0 +1,126 @@
+"""`fastsam convert`, `fastsam info` and `python -m fastsam_weights_convert` as subprocesses."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fastsam_core.cli.info import count_flops
+from fastsam_core.config import FASTSAM_S
+from fastsam_core.weights import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+UL120_PT = REPO / "tests" / "fixtures" / "ul120_tiny_seg_r26.pt"  # real 8.0.120 checkpoint
+
+
+def fastsam(*args: str) -> subprocess.CompletedProcess:
+    code = "import sys; from fastsam_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("convert") / "tiny.safetensors"
+    return out, fastsam("convert", str(UL120_PT), str(out))
+
+
+def test_convert_prints_summary(converted):
+    out, result = converted
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert re.search(r"reg_max:\s+26\b", text)
+    assert re.search(r"classes:\s+1 \(object\)", text)
+    assert re.search(r"params:\s+667,293\b", text)
+    assert re.search(r"scale:\s+custom", text)
+    assert f"sha256:      {sha256(out)}" in text
+
+
+def test_convert_refuses_to_overwrite(converted):
+    out, _ = converted
+    before = sha256(out)
+    result = fastsam("convert", str(UL120_PT), str(out))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0  # one clear line, no traceback
+    assert "already exists; pass --force" in result.stderr
+    assert sha256(out) == before
+    forced = fastsam("convert", str(UL120_PT), str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert sha256(out) in forced.stdout
+
+
+def test_module_entry_point_writes_the_same_file(converted, tmp_path):
+    out, _ = converted
+    other = tmp_path / "tiny.safetensors"
+    result = subprocess.run(
+        [sys.executable, "-m", "fastsam_weights_convert", str(UL120_PT), str(other)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sha256(other) in result.stdout
+    # Same tensors and config (bytes may differ: safetensors orders header metadata freely).
+    assert load_config(other) == load_config(out)
+    a, b = load_file(other), load_file(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_convert_refuses_hostile_checkpoint(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": torch.nn.Conv2d(1, 1, 1), "train_args": Evil()}, evil)
+    result = fastsam("convert", str(evil), str(tmp_path / "out.safetensors"))
+    assert result.returncode == 1
+    assert "posix.system" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
+
+
+def test_info_on_converted_file(converted):
+    out, _ = converted
+    result = fastsam("info", str(out), "--flops", "--imgsz", "320")
+    assert result.returncode == 0, result.stderr
+    assert "reg_max 26" in result.stdout
+    assert re.search(r"parameters: backbone [\d,]+, neck [\d,]+, head [\d,]+, total 667,293",
+                     result.stdout)  # fmt: skip
+    assert re.search(r"GFLOPs @ 320x320: backbone [\d.]+, neck [\d.]+, head [\d.]+, total", result.stdout)
+
+
+def test_info_on_preset_says_random_weights():
+    result = fastsam("info", "fastsam-s")
+    assert result.returncode == 0, result.stderr
+    assert "RANDOM weights" in result.stdout
+    assert "total 11,790,483" in result.stdout  # spec §1.7
+    assert "GFLOPs" not in result.stdout  # only with --flops
+
+
+def test_info_unknown_model():
+    result = fastsam("info", "fastsam-q")
+    assert result.returncode == 1 and "neither a model file nor a preset" in result.stderr
+
+
+def test_flops_per_part_scale_with_area():
+    small, large = count_flops(FASTSAM_S, 320), count_flops(FASTSAM_S, 640)
+    assert small["total"] == small["backbone"] + small["neck"] + small["head"]
+    for part in small:  # convolutions dominate: FLOPs grow exactly with the pixel count
+        assert large[part] == 4 * small[part], part
+    # Stem: 3x3 conv 3 -> 32 at stride 2, 2 FLOPs per multiply-add (FlopCounterMode convention).
+    assert small["backbone"] > 2 * 160 * 160 * 32 * 3 * 9
+    with pytest.raises(ValueError, match="multiple of 32"):
+        count_flops(FASTSAM_S, 100)
