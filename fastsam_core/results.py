@@ -167,16 +167,17 @@ class Results:
         masks = self.masks_original()
         rles = self.to_rle()
         areas = masks.areas().tolist()
-        boxes = self.boxes.tolist()
+        boxes, scores = self.boxes.tolist(), self.scores.tolist()
+        class_ids = self.class_ids.tolist()
         annotations = []
         for i, (x0, y0, x1, y1) in enumerate(boxes):
-            class_id = int(self.class_ids[i])
+            class_id = int(class_ids[i])
             annotations.append(
                 {
                     "id": i,
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
                     "bbox_xyxy": [x0, y0, x1, y1],
-                    "score": float(self.scores[i]),
+                    "score": float(scores[i]),
                     "area": int(areas[i]),
                     "category_id": class_id,
                     "category_name": (
