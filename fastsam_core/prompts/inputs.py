@@ -1,0 +1,153 @@
+"""Validation of user prompt inputs: box, point and label arrays (issue #4, "Bad input").
+
+Every prompt enters through one of these functions, so a malformed prompt fails with one message
+naming the expected form, what arrived and the fix. Coordinates are original-image pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+BoxFormat = Literal["xyxy", "xywh"]
+
+
+def _as_float_rows(value: Any, name: str, width: int, form: str) -> torch.Tensor:
+    """Array-like -> (M, width) float64 CPU tensor; a single row (width,) becomes (1, width)."""
+    if value is None:
+        raise ValueError(f"{name} is None; pass {form} or leave the prompt out")
+    if isinstance(value, str | bytes):
+        raise TypeError(f"{name} must be numbers {form}, got the string {value!r}")
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
+    else:
+        try:
+            array = np.asarray(value)
+        except ValueError as err:  # ragged nested lists
+            raise ValueError(f"{name} must be {form} with rows of {width} numbers: {err}") from err
+        if array.dtype == object:
+            raise ValueError(f"{name} must be {form} with rows of {width} numbers, got {value!r}")
+        tensor = torch.from_numpy(array) if array.size else torch.zeros(array.shape)
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise TypeError(f"{name} must be real numbers {form}, got dtype {tensor.dtype}")
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)}); pass {form} or None")
+    if tensor.ndim == 1:
+        tensor = tensor[None]
+    if tensor.ndim != 2 or tensor.shape[1] != width:
+        raise ValueError(f"{name} must be {form}, got shape {tuple(tensor.shape)}")
+    tensor = tensor.to(torch.float64)
+    bad = ~torch.isfinite(tensor).all(1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(f"{name} rows {rows} contain NaN or infinity: {tensor[bad].tolist()}")
+    return tensor
+
+
+def parse_boxes(
+    boxes: Any,
+    image_hw: Sequence[int],
+    box_format: BoxFormat = "xyxy",
+    clip: bool = False,
+) -> torch.Tensor:
+    """Check box prompts and convert them to xyxy.
+
+    Args:
+        boxes: (4,) or (M, 4) numbers in original-image pixels, `box_format` layout.
+        image_hw: (H0, W0) of the original image.
+        box_format: "xyxy" (x1, y1, x2, y2) or "xywh" (x1, y1, width, height; top-left corner).
+        clip: clip boxes reaching outside [0, W0] x [0, H0] instead of rejecting them.
+    Returns:
+        (M, 4) float64 xyxy with 0 <= x1 <= x2 <= W0 and 0 <= y1 <= y2 <= H0.
+    """
+    if box_format not in ("xyxy", "xywh"):
+        raise ValueError(f"box_format must be 'xyxy' or 'xywh', got {box_format!r}")
+    form = f"{box_format} boxes with shape (4,) or (M, 4)"
+    rows = _as_float_rows(boxes, "boxes", 4, form)
+    if box_format == "xywh":
+        if bool((rows[:, 2:] < 0).any()):
+            raise ValueError(f"xywh boxes need width, height >= 0, got {rows.tolist()}")
+        rows = torch.cat([rows[:, :2], rows[:, :2] + rows[:, 2:]], 1)  # (M, 4) xyxy
+    inverted = (rows[:, 2] < rows[:, 0]) | (rows[:, 3] < rows[:, 1])
+    if bool(inverted.any()):
+        raise ValueError(
+            f"boxes must be xyxy with x2 >= x1 and y2 >= y1, got {rows[inverted].tolist()} "
+            f"(rows {inverted.nonzero().flatten().tolist()}); use box_format='xywh' for "
+            "(x, y, width, height) boxes"
+        )
+    height, width = int(image_hw[0]), int(image_hw[1])
+    limits = rows.new_tensor([width, height, width, height])
+    outside = ((rows < 0) | (rows > limits)).any(1)
+    if bool(outside.any()):
+        if not clip:
+            raise ValueError(
+                f"boxes {rows[outside].tolist()} reach outside the {width}x{height} image "
+                "(x in [0, W], y in [0, H]); pass clip=True (CLI: --clip) to clip them"
+            )
+        rows = torch.minimum(rows.clamp(min=0), limits)
+    return rows
+
+
+def parse_points(
+    points: Any,
+    labels: Any,
+    image_hw: Sequence[int],
+    clip: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check point prompts and their labels.
+
+    Args:
+        points: (2,) or (P, 2) xy in original-image pixels (pixel (x, y) covers [x, x+1)).
+        labels: None (all foreground) or P labels, 1 = foreground, 0 = background.
+        image_hw: (H0, W0) of the original image.
+        clip: move points outside the image to the nearest pixel instead of rejecting them.
+    Returns:
+        points (P, 2) float64 inside [0, W0) x [0, H0), labels (P,) int64 in {0, 1}.
+    """
+    rows = _as_float_rows(points, "points", 2, "xy points with shape (2,) or (P, 2)")
+    height, width = int(image_hw[0]), int(image_hw[1])
+    outside = (rows[:, 0] < 0) | (rows[:, 0] >= width) | (rows[:, 1] < 0) | (rows[:, 1] >= height)
+    if bool(outside.any()):
+        if not clip:
+            raise ValueError(
+                f"points {rows[outside].tolist()} lie outside the {width}x{height} image "
+                f"(x in [0, {width}), y in [0, {height})); pass clip=True (CLI: --clip) to clip them"
+            )
+        rows = torch.stack([rows[:, 0].clamp(0, width - 1), rows[:, 1].clamp(0, height - 1)], 1)
+    if labels is None:
+        return rows, torch.ones(rows.shape[0], dtype=torch.int64)
+    if isinstance(labels, str | bytes):
+        raise TypeError(f"labels must be a sequence of 0/1, got the string {labels!r}")
+    label_tensor = torch.as_tensor(
+        np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels.detach().cpu()
+    ).reshape(-1)
+    if label_tensor.numel() != rows.shape[0]:
+        raise ValueError(
+            f"got {label_tensor.numel()} labels for {rows.shape[0]} points; pass one label "
+            "(1 = foreground, 0 = background) per point"
+        )
+    if label_tensor.dtype == torch.bool:
+        label_tensor = label_tensor.long()
+    if not bool(((label_tensor == 0) | (label_tensor == 1)).all()):
+        raise ValueError(
+            f"labels must be 0 (background) or 1 (foreground), got {label_tensor.tolist()}"
+        )
+    return rows, label_tensor.long()
+
+
+def parse_texts(texts: Any) -> list[str]:
+    """A string or a sequence of non-empty strings -> list of texts."""
+    items = [texts] if isinstance(texts, str) else texts
+    if not isinstance(items, Sequence) or isinstance(items, bytes):
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    if len(items) == 0:
+        raise ValueError("texts is empty; pass a string like 'a dog' or None")
+    for text in items:
+        if not isinstance(text, str):
+            raise TypeError(f"texts must be strings, got {text!r} ({type(text).__name__})")
+        if not text.strip():
+            raise ValueError(f"text prompts must not be empty or blank, got {text!r}")
+    return list(items)
