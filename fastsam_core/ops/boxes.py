@@ -19,7 +19,9 @@ ScaleRule = Literal["official", "ultralytics"]
 
 def _check_boxes(boxes: torch.Tensor, name: str = "boxes") -> None:
     if not isinstance(boxes, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, 4), got {type(boxes).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, 4), got {type(boxes).__name__}"
+        )
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{name} must have shape (N, 4), got {tuple(boxes.shape)}")
 
@@ -27,7 +29,9 @@ def _check_boxes(boxes: torch.Tensor, name: str = "boxes") -> None:
 def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     """(..., 4) (cx, cy, w, h) -> (..., 4) (x1, y1, x2, y2); same arithmetic as upstream (xy -/+ wh/2)."""
     if boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must end in a dimension of 4 (cx, cy, w, h), got {tuple(boxes.shape)}")
+        raise ValueError(
+            f"boxes must end in a dimension of 4 (cx, cy, w, h), got {tuple(boxes.shape)}"
+        )
     xy, half_wh = boxes[..., :2], boxes[..., 2:] / 2
     return torch.cat((xy - half_wh, xy + half_wh), dim=-1)
 
@@ -73,7 +77,11 @@ def adjust_boxes_to_border(
     _check_boxes(boxes)
     h, w = hw
     x1, y1, x2, y2 = boxes.unbind(1)  # (N,) each
-    zero, full_w, full_h = boxes.new_tensor(0.0), boxes.new_tensor(float(w)), boxes.new_tensor(float(h))
+    zero, full_w, full_h = (
+        boxes.new_tensor(0.0),
+        boxes.new_tensor(float(w)),
+        boxes.new_tensor(float(h)),
+    )
     return torch.stack(
         (
             torch.where(x1 < threshold, zero, x1),

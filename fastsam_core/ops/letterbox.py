@@ -60,8 +60,10 @@ def _pair(imgsz: int | tuple[int, int] | list[int], name: str = "imgsz") -> tupl
         raise TypeError(f"{name} must be an int or (height, width), got {imgsz!r}")
     if isinstance(imgsz, int):
         return imgsz, imgsz
-    if isinstance(imgsz, (tuple, list)) and len(imgsz) in (1, 2) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in imgsz
+    if (
+        isinstance(imgsz, (tuple, list))
+        and len(imgsz) in (1, 2)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in imgsz)
     ):
         return (imgsz[0], imgsz[0]) if len(imgsz) == 1 else (imgsz[0], imgsz[1])
     raise TypeError(f"{name} must be an int or (height, width) ints, got {imgsz!r}")
@@ -82,7 +84,9 @@ def check_imgsz(imgsz: int | tuple[int, int] | list[int], stride: int = 32) -> t
         raise ValueError(f"imgsz must be positive, got {(h, w)}; pass e.g. imgsz=1024")
     out = (math.ceil(h / stride) * stride, math.ceil(w / stride) * stride)
     if out != (h, w):
-        logger.warning("imgsz %s is not a multiple of stride %d, updating to %s", (h, w), stride, out)
+        logger.warning(
+            "imgsz %s is not a multiple of stride %d, updating to %s", (h, w), stride, out
+        )
     return out
 
 
@@ -118,10 +122,10 @@ def letterbox_geometry(
     unpad_w, unpad_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
     dw, dh = new_w - unpad_w, new_h - unpad_h
     if auto:
-        dw, dh = dw % stride, dh % stride  # minimum rectangle (Python % is non-negative like np.mod)
-    dw, dh = dw / 2, dh / 2  # split between both sides
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
+        dw, dh = dw % stride, dh % stride  # minimum rectangle (Python % is non-negative)
+    half_w, half_h = dw / 2, dh / 2  # split between both sides
+    top, bottom = round(half_h - 0.1), round(half_h + 0.1)
+    left, right = round(half_w - 0.1), round(half_w + 0.1)
     return LetterboxGeometry(
         orig_hw=(h0, w0),
         resized_hw=(unpad_h, unpad_w),
@@ -160,7 +164,8 @@ def _linear_taps(
         (i0, i1, w0, w1): (dst,) int64 indices clamped to [0, src - 1] and (dst,) int32 weights.
     """
     d = torch.arange(dst, dtype=torch.float64, device=device)
-    f = ((d + 0.5) * (src / dst) - 0.5).to(torch.float32)  # computed in double, stored as float (as OpenCV)
+    # computed in double, stored as float (as OpenCV)
+    f = ((d + 0.5) * (src / dst) - 0.5).to(torch.float32)
     i = torch.floor(f)
     frac = f - i  # float32
     i = i.to(torch.int64)
@@ -240,7 +245,8 @@ def letterbox(
     h, w = geometry.resized_hw
     content = resize_linear(image, (h, w))
     out = image.new_full((image.shape[0], *geometry.input_hw), pad_value)
-    out[:, geometry.pad_top : geometry.pad_top + h, geometry.pad_left : geometry.pad_left + w] = content
+    top, left = geometry.pad_top, geometry.pad_left
+    out[:, top : top + h, left : left + w] = content
     return out
 
 
@@ -271,9 +277,15 @@ def letterbox_batch(
         raise ValueError("letterbox_batch needs at least one image, got an empty list")
     if auto is None:
         auto = len({tuple(im.shape[1:]) for im in images}) == 1
-    geoms = [letterbox_geometry(tuple(im.shape[1:]), imgsz, stride, auto, scaleup) for im in images]
+    geoms = [
+        letterbox_geometry((im.shape[1], im.shape[2]), imgsz, stride, auto, scaleup)
+        for im in images
+    ]
     big_h = max(g.input_hw[0] for g in geoms)
     big_w = max(g.input_hw[1] for g in geoms)
-    geoms = [g if g.input_hw == (big_h, big_w) else repad_geometry(g, (big_h, big_w)) for g in geoms]
-    batch = torch.stack([letterbox(im, g, pad_value) for im, g in zip(images, geoms)])  # (B, C, H, W)
+    geoms = [
+        g if g.input_hw == (big_h, big_w) else repad_geometry(g, (big_h, big_w)) for g in geoms
+    ]
+    # (B, C, H, W)
+    batch = torch.stack([letterbox(im, g, pad_value) for im, g in zip(images, geoms)])
     return batch, geoms

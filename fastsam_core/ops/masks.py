@@ -48,7 +48,9 @@ def _check_inputs(protos: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Tenso
 
 def _check_rule(rule: str) -> None:
     if rule not in ("logit", "sigmoid"):
-        raise ValueError(f"rule must be 'logit' (FastSAM HEAD) or 'sigmoid' (ultralytics 8.0.120), got {rule!r}")
+        raise ValueError(
+            f"rule must be 'logit' (FastSAM HEAD) or 'sigmoid' (ultralytics 8.0.120), got {rule!r}"
+        )
 
 
 def _chunk_size(out_pixels: int) -> int:
@@ -71,7 +73,8 @@ def mask_logits(protos: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
             f"{tuple(coeffs.shape)}"
         )
     k, hp, wp = protos.shape
-    logits = coeffs.float() @ protos.float().reshape(k, hp * wp)  # (N, K) @ (K, Hp*Wp) -> (N, Hp*Wp)
+    flat = protos.float().reshape(k, hp * wp)  # (K, Hp*Wp)
+    logits = coeffs.float() @ flat  # (N, K) @ (K, Hp*Wp) -> (N, Hp*Wp)
     return logits.reshape(-1, hp, wp)  # (N, Hp, Wp)
 
 
@@ -293,7 +296,9 @@ def process_mask_native_ultralytics(
         sl = slice(start, start + step)
         masks = mask_logits(protos, coeffs[sl])  # (n, Hp, Wp)
         if f > 1:
-            masks = F.interpolate(masks[None], scale_factor=f, mode="bilinear", align_corners=False)[0]
+            masks = F.interpolate(
+                masks[None], scale_factor=f, mode="bilinear", align_corners=False
+            )[0]
         masks = scale_masks_ultralytics(masks, orig_hw) > 0  # (n, H0, W0)
         out.append(crop_masks(masks, boxes_orig[sl]))
     return torch.cat(out)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torchvision
+import torchvision  # type: ignore[import-untyped]
 
 from fastsam_core.ops.boxes import xywh_to_xyxy
 
@@ -45,9 +45,12 @@ class Detections:
         )
 
     def to(self, device: torch.device | str) -> Detections:
-        return Detections(*(t.to(device) for t in (
-            self.boxes, self.scores, self.class_ids, self.coeffs, self.anchor_indices
-        )))
+        return Detections(
+            *(
+                t.to(device)
+                for t in (self.boxes, self.scores, self.class_ids, self.coeffs, self.anchor_indices)
+            )
+        )
 
 
 def non_max_suppression(
@@ -84,12 +87,18 @@ def non_max_suppression(
     if boxes_xywh.ndim != 3 or boxes_xywh.shape[1] != 4:
         raise ValueError(f"boxes_xywh must be (B, 4, A), got {tuple(boxes_xywh.shape)}")
     batch, _, num_anchors = boxes_xywh.shape
-    if class_scores.ndim != 3 or class_scores.shape[0] != batch or class_scores.shape[2] != num_anchors:
+    if (
+        class_scores.ndim != 3
+        or class_scores.shape[0] != batch
+        or class_scores.shape[2] != num_anchors
+    ):
         raise ValueError(
             f"class_scores must be (B, nc, A) = ({batch}, nc, {num_anchors}), got {tuple(class_scores.shape)}"
         )
     if coeffs.ndim != 3 or coeffs.shape[0] != batch or coeffs.shape[2] != num_anchors:
-        raise ValueError(f"coeffs must be (B, K, A) = ({batch}, K, {num_anchors}), got {tuple(coeffs.shape)}")
+        raise ValueError(
+            f"coeffs must be (B, K, A) = ({batch}, K, {num_anchors}), got {tuple(coeffs.shape)}"
+        )
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
 

@@ -76,19 +76,35 @@ def ul120_python() -> Path:
             shutil.rmtree(venv, ignore_errors=True)  # a half-built venv from a killed run
             steps = [
                 [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                [str(_venv_python(venv)), "-m", "pip", "install", "--quiet", "--no-deps",
-                 f"ultralytics=={VERSION}"],
+                [
+                    str(_venv_python(venv)),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    f"ultralytics=={VERSION}",
+                ],
             ]
             for cmd in steps:
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=ul120_env())
+                proc = subprocess.run(
+                    cmd, check=False, capture_output=True, text=True, env=ul120_env()
+                )
                 if proc.returncode != 0:
                     raise RuntimeError(
                         f"building the ultralytics=={VERSION} test venv failed at {cmd}:\n"
                         f"{proc.stdout}\n{proc.stderr}"
                     )
             check = subprocess.run(
-                [str(_venv_python(venv)), "-c", "import ultralytics; print(ultralytics.__version__)"],
-                capture_output=True, text=True, env=ul120_env(),
+                [
+                    str(_venv_python(venv)),
+                    "-c",
+                    "import ultralytics; print(ultralytics.__version__)",
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
+                env=ul120_env(),
             )
             if check.stdout.strip() != VERSION:
                 raise RuntimeError(
@@ -111,13 +127,13 @@ _root = importlib.util.find_spec("ultralytics").submodule_search_locations[0]
 for _name, _sub in (("ultralytics", ""), ("ultralytics.yolo", "/yolo")):
     _mod = types.ModuleType(_name)
     _mod.__path__ = [_root + _sub]
-    _mod.__version__ = "%s"
+    _mod.__version__ = "{version}"
     sys.modules[_name] = _mod
 import ultralytics.yolo.utils.ops as ops
 assert "/venv120/" in ops.__file__, ops.__file__
 torch.set_num_threads(1)
 inputs = torch.load(sys.argv[1])
-""" % VERSION
+""".replace("{version}", VERSION)
 _EPILOGUE = """
 torch.save(result, sys.argv[2])
 """
@@ -148,7 +164,12 @@ def run_ul120(script: str, inputs: dict, timeout: float = 300.0, cache: bool = T
             return torch.load(cached, weights_only=False)
         proc = subprocess.run(
             [str(python), str(src), str(inp), str(out)],
-            capture_output=True, text=True, env=ul120_env(), timeout=timeout, cwd=tmp,
+            check=False,
+            capture_output=True,
+            text=True,
+            env=ul120_env(),
+            timeout=timeout,
+            cwd=tmp,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"ultralytics {VERSION} subprocess failed:\n{proc.stderr[-4000:]}")

@@ -39,7 +39,9 @@ GEOMETRY_CASES = [
 def _random_boxes(n: int, hw: tuple[int, int], seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     h, w = hw
-    xy = torch.rand(n, 2, generator=gen) * torch.tensor([w * 1.2, h * 1.2]) - torch.tensor([w * 0.1, h * 0.1])
+    xy = torch.rand(n, 2, generator=gen) * torch.tensor([w * 1.2, h * 1.2]) - torch.tensor(
+        [w * 0.1, h * 0.1]
+    )
     wh = torch.rand(n, 2, generator=gen) * torch.tensor([w / 2, h / 2])
     return torch.cat((xy - wh / 2, xy + wh / 2), dim=1)  # (n, 4) xyxy, some past the edges
 
@@ -53,7 +55,10 @@ def test_xywh_to_xyxy():
 
 
 def test_box_iou_matches_torchvision():
-    a, b = _random_boxes(7, (100, 120), 0).clamp(min=0), _random_boxes(5, (100, 120), 1).clamp(min=0)
+    a, b = (
+        _random_boxes(7, (100, 120), 0).clamp(min=0),
+        _random_boxes(5, (100, 120), 1).clamp(min=0),
+    )
     a[:, 2:] = torch.maximum(a[:, 2:], a[:, :2] + 1)
     b[:, 2:] = torch.maximum(b[:, 2:], b[:, :2] + 1)
     torch.testing.assert_close(box_iou(a, b), torchvision.ops.box_iou(a, b), rtol=1e-6, atol=1e-7)
@@ -134,7 +139,9 @@ def test_full_box_official_uses_padded_input_box():
 
 
 def test_full_box_official_two_matches_is_ambiguous():
-    boxes = torch.tensor([[1.0, 1.0, 1000.0, 700.0], [0.0, 25.0, 1024.0, 690.0], [50.0, 50.0, 60.0, 60.0]])
+    boxes = torch.tensor(
+        [[1.0, 1.0, 1000.0, 700.0], [0.0, 25.0, 1024.0, 690.0], [50.0, 50.0, 60.0, 60.0]]
+    )
     step = full_box_step_official(boxes, (704, 1024))
     assert step.ambiguous and step.matched.tolist() == [0, 1]
     # snapped, but not replaced (upstream raises inside the replacement and returns None)
@@ -148,7 +155,9 @@ def test_full_box_official_empty():
 
 
 def test_full_box_ultralytics_replaces_every_match():
-    boxes = torch.tensor([[1.0, 1.0, 1000.0, 700.0], [0.0, 25.0, 1072.0, 590.0], [50.0, 50.0, 60.0, 60.0]])
+    boxes = torch.tensor(
+        [[1.0, 1.0, 1000.0, 700.0], [0.0, 25.0, 1072.0, 590.0], [50.0, 50.0, 60.0, 60.0]]
+    )
     step = full_box_step_ultralytics(boxes, (603, 1072))
     assert step.matched.tolist() == [0, 1] and not step.ambiguous
     assert step.boxes[:2].tolist() == [[0.0, 0.0, 1072.0, 603.0]] * 2
@@ -186,7 +195,9 @@ def test_iou_clip_xyxy_adjust_equal_oracle(ul):
     xywh = torch.cat(((boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]), 1)
     assert torch.equal(xywh_to_xyxy(xywh), ops.xywh2xyxy(xywh))
     assert torch.equal(clip_boxes(boxes, (576, 1024)), ops.clip_boxes(boxes.clone(), (576, 1024)))
-    assert torch.equal(adjust_boxes_to_border(boxes, (576, 1024)), adjust(boxes.clone(), (576, 1024)))
+    assert torch.equal(
+        adjust_boxes_to_border(boxes, (576, 1024)), adjust(boxes.clone(), (576, 1024))
+    )
     a = clip_boxes(boxes, (576, 1024))
     assert torch.equal(box_iou(a[:5], a, eps=1e-7), metrics.box_iou(a[:5], a))
 
@@ -196,7 +207,9 @@ def test_full_box_ultralytics_equals_oracle_postprocess(ul):
     _, metrics, adjust = ul
     orig_hw = (603, 1072)
     boxes = _random_boxes(30, orig_hw, 4)
-    boxes[:3] = torch.tensor([[2.0, 5.0, 1060.0, 600.0], [0.0, 30.0, 1072.0, 580.0], [5.0, 5.0, 990.0, 560.0]])
+    boxes[:3] = torch.tensor(
+        [[2.0, 5.0, 1060.0, 600.0], [0.0, 30.0, 1072.0, 580.0], [5.0, 5.0, 990.0, 560.0]]
+    )
     # 8.4.190 FastSAMPredictor.postprocess, applied to a copy: snap in place, then replace matches
     expected = boxes.clone()
     full = torch.tensor([0, 0, orig_hw[1], orig_hw[0]], dtype=torch.float32)

@@ -137,7 +137,10 @@ def test_resize_linear_bit_exact_on_photos(name):
     bgr = _read_bgr(name)
     h0, w0 = bgr.shape[:2]
     image = _chw(bgr)
-    for h, w in [(round(h0 * 1024 / max(h0, w0)), round(w0 * 1024 / max(h0, w0))), (h0 + 7, w0 + 13)]:
+    for h, w in [
+        (round(h0 * 1024 / max(h0, w0)), round(w0 * 1024 / max(h0, w0))),
+        (h0 + 7, w0 + 13),
+    ]:
         expected = _chw(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR))
         assert torch.equal(resize_linear(image, (h, w)), expected), (name, h, w)
 
@@ -172,7 +175,8 @@ def test_letterbox_batch_upstream_rule():
     gen = torch.Generator().manual_seed(0)
     a = torch.randint(0, 256, (3, 60, 90), dtype=torch.uint8, generator=gen)
     b = torch.randint(0, 256, (3, 90, 50), dtype=torch.uint8, generator=gen)
-    batch, geoms = letterbox_batch([a, b], 128)  # different sizes -> auto off -> full 128 x 128 each
+    # different sizes -> auto off -> each padded to the full 128 x 128
+    batch, geoms = letterbox_batch([a, b], 128)
     assert batch.shape == (2, 3, 128, 128)
     for image, g, row in zip([a, b], geoms, batch):
         assert g == letterbox_geometry(tuple(image.shape[1:]), 128, auto=False)

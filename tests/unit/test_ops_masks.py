@@ -39,9 +39,11 @@ def _case(orig_hw, imgsz, auto, n: int = 8, seed: int = 0):
     hp, wp = in_h // 4, in_w // 4
     gen = torch.Generator().manual_seed(seed + in_h + in_w)
     coarse = torch.randn(1, 32, max(hp // 8, 1) + 1, max(wp // 8, 1) + 1, generator=gen)
-    protos = F.interpolate(coarse, size=(hp, wp), mode="bilinear", align_corners=False)[0]  # (32, Hp, Wp)
+    # (32, Hp, Wp)
+    protos = F.interpolate(coarse, size=(hp, wp), mode="bilinear", align_corners=False)[0]
     coeffs = torch.randn(n, 32, generator=gen) * 0.5
-    xy = torch.rand(n, 2, generator=gen) * torch.tensor([in_w * 1.1, in_h * 1.1]) - 0.05 * torch.tensor([in_w, in_h])
+    span, lo = torch.tensor([in_w * 1.1, in_h * 1.1]), torch.tensor([in_w * 0.05, in_h * 0.05])
+    xy = torch.rand(n, 2, generator=gen) * span - lo
     wh = torch.rand(n, 2, generator=gen) * torch.tensor([in_w * 0.6, in_h * 0.6]) + 2
     boxes = torch.cat((xy - wh / 2, xy + wh / 2), dim=1)  # (n, 4) xyxy input px
     boxes[0] = torch.tensor([0.0, 0.0, in_w, in_h])  # the full-image box
@@ -105,7 +107,9 @@ def test_input_validation():
     with pytest.raises(ValueError, match=r"boxes must be \(N, 4\) xyxy with N = 2"):
         M.process_mask_ultralytics(protos, torch.zeros(2, 32), torch.zeros(3, 4), (64, 96))
     with pytest.raises(ValueError, match="rule must be 'logit'"):
-        M.process_mask_native_official(protos, torch.zeros(2, 32), torch.zeros(2, 4), (64, 96), "tanh")
+        M.process_mask_native_official(
+            protos, torch.zeros(2, 32), torch.zeros(2, 4), (64, 96), "tanh"
+        )
     with pytest.raises(ValueError, match=r"protos must be \(K, Hp, Wp\)"):
         M.process_mask_official(protos[None], torch.zeros(2, 32), torch.zeros(2, 4), (64, 96))
 
@@ -145,17 +149,21 @@ def test_nonempty_masks_and_logit_vs_sigmoid():
     logit = M.process_mask_official(protos, coeffs, boxes, g.input_hw, "logit")
     sigmoid = M.process_mask_official(protos, coeffs, boxes, g.input_hw, "sigmoid")
     keep = M.nonempty_masks(logit)
-    assert keep.dtype == torch.bool and not keep[1] and keep.sum() >= 5  # the sub-pixel box is empty
+    # the sub-pixel box (row 1) gives an empty mask
+    assert keep.dtype == torch.bool and not keep[1] and keep.sum() >= 5
     differ = (logit != sigmoid).float().mean().item()
     assert 0 < differ < 0.01  # the rules differ only near crop edges (spec §3.8: ~0.1% of pixels)
-    assert (logit & ~sigmoid).sum() > (sigmoid & ~logit).sum()  # logit masks are larger at box edges
+    # logit masks are larger at box edges
+    assert (logit & ~sigmoid).sum() > (sigmoid & ~logit).sum()
 
 
 @pytest.mark.parametrize("retina", [False, True])
 @pytest.mark.parametrize("reference", ["official", "ultralytics"])
 def test_assemble_masks_dispatch(retina, reference):
     g, protos, coeffs, boxes = _case((517, 333), 1024, True, n=4)
-    masks, boxes_orig = M.assemble_masks(protos, coeffs, boxes, g, retina=retina, reference=reference)
+    masks, boxes_orig = M.assemble_masks(
+        protos, coeffs, boxes, g, retina=retina, reference=reference
+    )
     assert torch.equal(boxes_orig, scale_boxes(boxes, g, reference))
     if reference == "official":
         expected = (
@@ -216,10 +224,14 @@ def test_masks_equal_ultralytics(ul_ops, orig_hw, imgsz, auto):
 @pytest.mark.oracle
 @pytest.mark.parametrize("orig_hw,imgsz,auto", GEOMETRY_CASES[:4])
 def test_scale_masks_equals_ultralytics(ul_ops, orig_hw, imgsz, auto):
-    g, protos, coeffs, _ = _case(orig_hw, imgsz, auto, n=3)
+    _, protos, coeffs, _ = _case(orig_hw, imgsz, auto, n=3)
     logits = M.mask_logits(protos, coeffs)
     for f in (1, 2, 4):
-        up = F.interpolate(logits[None], scale_factor=f, mode="bilinear", align_corners=False)[0] if f > 1 else logits
+        up = logits
+        if f > 1:
+            up = F.interpolate(logits[None], scale_factor=f, mode="bilinear", align_corners=False)[
+                0
+            ]
         expected = ul_ops.scale_masks(up[None], orig_hw)[0]
         assert torch.equal(M.scale_masks_ultralytics(up, orig_hw), expected), f
 
@@ -263,7 +275,9 @@ def test_official_masks_equal_ultralytics_8_0_120(ul120_masks, rule, case):
     g, protos, coeffs, boxes = cases[case]
     non_retina, boxes_orig, retina = expected[rule][case]
     assert non_retina.dtype == torch.float32  # upstream float 0/1; ours bool
-    assert torch.equal(M.process_mask_official(protos, coeffs, boxes, g.input_hw, rule), non_retina.bool())
+    assert torch.equal(
+        M.process_mask_official(protos, coeffs, boxes, g.input_hw, rule), non_retina.bool()
+    )
     assert torch.equal(scale_boxes(boxes, g, "official"), boxes_orig)
     ours = M.process_mask_native_official(protos, coeffs, boxes_orig, g.orig_hw, rule)
     assert torch.equal(ours, retina.bool())

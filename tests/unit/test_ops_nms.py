@@ -29,7 +29,9 @@ def _head_outputs(
 
 
 def test_strict_conf_threshold_and_order():
-    boxes = torch.tensor([[[10.0, 100.0, 200.0], [10.0, 100.0, 200.0], [4.0, 4.0, 4.0], [4.0, 4.0, 4.0]]])
+    boxes = torch.tensor(
+        [[[10.0, 100.0, 200.0], [10.0, 100.0, 200.0], [4.0, 4.0, 4.0], [4.0, 4.0, 4.0]]]
+    )
     scores = torch.tensor([[[0.5, 0.7, 0.50001]]])
     coeffs = torch.arange(6.0).reshape(1, 2, 3)
     (det,) = non_max_suppression(boxes, scores, coeffs, conf_threshold=0.5, iou_threshold=0.5)
@@ -60,7 +62,8 @@ def test_max_det_classes_and_agnostic():
     assert det.class_ids.tolist() == [0, 1]  # class offset keeps one box per class
     assert det.boxes[1].tolist() == [40.0, 40.0, 60.0, 60.0]  # returned without the offset
     assert len(non_max_suppression(boxes, scores, coeffs, 0.5, 0.5, agnostic=True)[0]) == 1
-    assert non_max_suppression(boxes, scores, coeffs, 0.5, 0.5, classes=[1])[0].anchor_indices.tolist() == [1]
+    only_1 = non_max_suppression(boxes, scores, coeffs, 0.5, 0.5, classes=[1])[0]
+    assert only_1.anchor_indices.tolist() == [1]
     assert len(non_max_suppression(boxes, scores, coeffs, 0.5, 0.5, max_det=1)[0]) == 1
 
 
@@ -101,7 +104,9 @@ ORACLE_CASES = [
 
 def _as_rows(det: Detections) -> torch.Tensor:
     """Our Detections in upstream's (N, 6 + K) row layout."""
-    return torch.cat((det.boxes, det.scores[:, None], det.class_ids[:, None].float(), det.coeffs), dim=1)
+    return torch.cat(
+        (det.boxes, det.scores[:, None], det.class_ids[:, None].float(), det.coeffs), dim=1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +126,18 @@ def test_nms_equals_ultralytics(ul_nms, case):
     boxes, scores, coeffs = _head_outputs(2, 4000, nc, seed=case)
     prediction = torch.cat((boxes, scores, coeffs), dim=1)  # (B, 4 + nc + K, A)
     expected = ul_nms(
-        prediction.clone(), conf, iou, classes=classes, agnostic=agnostic, max_det=max_det, nc=nc,
+        prediction.clone(),
+        conf,
+        iou,
+        classes=classes,
+        agnostic=agnostic,
+        max_det=max_det,
+        nc=nc,
         max_nms=max_nms,
     )
-    ours = non_max_suppression(boxes, scores, coeffs, conf, iou, max_det, max_nms, agnostic, classes)
+    ours = non_max_suppression(
+        boxes, scores, coeffs, conf, iou, max_det, max_nms, agnostic, classes
+    )
     for exp, det in zip(expected, ours):
         assert len(det) > 0
         assert torch.equal(_as_rows(det), exp)
