@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after N steps (checkpointed)")
     p.add_argument("--val-data", default=None, help="COCO/YOLO-seg file to validate on")
     p.add_argument("--val-every", type=int, default=0, help="validate every N epochs")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes")
+    p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         amp={"auto": None, "on": True, "off": False}[args.amp], grad_clip=args.grad_clip,
         freeze=args.freeze, close_mosaic=args.close_mosaic, augment=augment, seed=args.seed,
         device=args.device, save_every=args.save_every, max_steps=args.max_steps,
-        val_data=args.val_data, val_every=args.val_every, progress=not args.no_progress,
+        val_data=args.val_data, val_every=args.val_every, sync_bn=args.sync_bn, freeze_bn=args.freeze_bn, progress=not args.no_progress,
     )
     trainer = Trainer(cfg, resume=args.resume, force=args.force)
     try:

@@ -48,13 +48,11 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Average a tensor over ranks (for logging)."""
-    if not info.enabled:
-        return t
-    t = t.clone()
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over ranks (a detached copy; every rank must call it)."""
+    t = t.detach().clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t / info.world_size
+    return t
 
 
 def barrier(info: DistInfo) -> None:

@@ -8,6 +8,7 @@ gains box 7.5 / cls 0.5 / dfl 1.5). Two switches select the 8.4.190 behaviour in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -151,12 +152,24 @@ class YoloSegLoss(nn.Module):
         self.seg_normalization = seg_normalization
         self.assigner = TaskAlignedAssigner(num_classes, topk, alpha, beta, min_box_side=min_box_side)
 
-    def forward(self, out: SegOutput, targets: SegTargets) -> LossOutput:
-        """Loss of one batch.
+    def forward(
+        self,
+        out: SegOutput,
+        targets: SegTargets,
+        world_size: int = 1,
+        all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> LossOutput:
+        """Loss of one batch, or of one DDP rank's share of a global batch.
 
         Args:
             out: the network's `SegOutput` for images of shape (B, 3, H, W).
             targets: the batch's `SegTargets`.
+            world_size: number of ranks sharing the global batch (B per rank).
+            all_sum: sums a tensor over ranks (e.g. `torch.distributed.all_reduce`). With it the
+                normalisers (target-score sum, positive-anchor count, batch size) are global, and
+                `items` are this rank's share: their sum over ranks equals the single-process loss
+                of the global batch, and so does the gradient once DDP's gradient mean is undone
+                (multiply `total` by `world_size`).
         """
         B, _, A = out.box_dist.shape
         R, nc = self.reg_max, self.num_classes
@@ -187,7 +200,8 @@ class YoloSegLoss(nn.Module):
             gt_boxes,
             gt_valid,
         )
-        score_sum = assigned.scores.sum().clamp(min=1)
+        reduce = all_sum if all_sum is not None else (lambda t: t)
+        score_sum = reduce(assigned.scores.sum()).clamp(min=1)
 
         cls_loss = F.binary_cross_entropy_with_logits(pred_logits, assigned.scores.to(dtype), reduction="sum")
         cls_loss = cls_loss / score_sum
@@ -201,12 +215,12 @@ class YoloSegLoss(nn.Module):
         dfl = distribution_focal_loss(pred_dist[fg].view(-1, 4, R), target_ltrb[fg])  # (P, 1)
         dfl_loss = (dfl * weight).sum() / score_sum
 
-        seg_loss = self._mask_loss(out, targets, assigned, image_hw)
+        seg_loss = self._mask_loss(out, targets, assigned, image_hw, B * world_size, reduce)
 
         items = torch.stack(
             (box_loss * self.box_gain, seg_loss * self.box_gain, cls_loss * self.cls_gain, dfl_loss * self.dfl_gain)
         )
-        return LossOutput(total=items.sum() * B, items=items.detach())
+        return LossOutput(total=items.sum() * B * world_size, items=items.detach())
 
     def _pad_targets(
         self, targets: SegTargets, batch_size: int, device: torch.device
@@ -237,12 +251,19 @@ class YoloSegLoss(nn.Module):
         return labels, boxes, valid
 
     def _mask_loss(
-        self, out: SegOutput, targets: SegTargets, assigned: Assignment, image_hw: torch.Tensor
+        self,
+        out: SegOutput,
+        targets: SegTargets,
+        assigned: Assignment,
+        image_hw: torch.Tensor,
+        global_batch: int,
+        reduce: Callable[[torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
         """Per-anchor BCE of `coeffs @ protos` against the assigned gt mask, cropped to its box."""
         protos, coeffs = out.protos, out.mask_coeffs  # (B, K, Hp, Wp), (B, K, A)
         B, K, Hp, Wp = protos.shape
         fg, gt_index, boxes = assigned.foreground, assigned.gt_index, assigned.boxes
+        num_fg = reduce(fg.sum())  # before any early return: every rank must join the reduction
         if not bool(fg.any()):
             # Keep the mask branch in the graph (DDP needs every parameter to get a gradient).
             return (protos * 0).sum() + (coeffs * 0).sum()
@@ -265,5 +286,5 @@ class YoloSegLoss(nn.Module):
             per_anchor = crop_to_boxes(bce, boxes_proto[b][fg_b]).mean((1, 2)) / areas[b][fg_b]  # (P,)
             total = total + (per_anchor.mean() if self.seg_normalization == "per_image" else per_anchor.sum())
         if self.seg_normalization == "per_image":
-            return total / B
-        return total / fg.sum()
+            return total / global_batch
+        return total / num_fg

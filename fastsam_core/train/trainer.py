@@ -26,7 +26,7 @@ from fastsam_core.model.yolov8_seg import YoloV8Seg, build_model
 from fastsam_core.train.augment import AugmentConfig
 from fastsam_core.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from fastsam_core.train.dataset import DatasetIndex, load_dataset
-from fastsam_core.train.ddp import DistInfo, all_reduce_mean, barrier, cleanup_distributed, init_distributed
+from fastsam_core.train.ddp import DistInfo, all_sum, barrier, cleanup_distributed, init_distributed
 from fastsam_core.train.ema import ModelEMA
 from fastsam_core.train.loader import SegmentationDataset, collate, epoch_batches
 from fastsam_core.train.loss import LOSS_NAMES, YoloSegLoss
@@ -65,7 +65,10 @@ class TrainConfig:
         max_steps: stop (after checkpointing) once this many steps are done; for time budgets.
         val_data, val_every: validate the EMA weights on this COCO file every N epochs.
         seg_normalization, min_box_side: loss variant (see `YoloSegLoss`); defaults are 8.0.120.
-        sync_bn: SyncBatchNorm under DDP.
+        sync_bn: SyncBatchNorm under DDP (CUDA only).
+        freeze_bn: keep BatchNorm statistics fixed (eval mode) while training; its affine
+            parameters still learn. Useful for small per-device batches; makes DDP match one
+            process on the global batch up to float rounding.
         progress: show a tqdm progress bar (main process only).
     """
 
@@ -104,6 +107,7 @@ class TrainConfig:
     seg_normalization: Literal["per_image", "per_anchor"] = "per_image"
     min_box_side: float = 0.0
     sync_bn: bool = False
+    freeze_bn: bool = False
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,7 +205,8 @@ class Trainer:
         model, self.reinitialised = build_training_model(cfg.weights, cfg.scale, num_classes, names, cfg.imgsz)
         self.model_cfg: YoloSegConfig = model.cfg
         self._freeze(model)
-        self.model = model.to(self.device).train()
+        self.model = model.to(self.device)
+        self._train_mode()
         self.criterion = YoloSegLoss(
             num_classes, self.model_cfg.reg_max, seg_normalization=cfg.seg_normalization,
             min_box_side=cfg.min_box_side,
@@ -228,6 +233,8 @@ class Trainer:
             self._truncate_metrics(self.step)
             logger.info("resumed %s at step %d", self.out, self.step)
         self.train_model: nn.Module = self.model
+        if cfg.sync_bn and self.device.type != "cuda":
+            raise ValueError("sync_bn needs CUDA devices (PyTorch's SyncBatchNorm); drop it or use freeze_bn on CPU")
         if self.dist.enabled:
             if cfg.sync_bn:
                 self.train_model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -278,6 +285,13 @@ class Trainer:
                 if n in matched:
                     p.requires_grad_(False)
 
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     def _truncate_metrics(self, step: int) -> None:
         """Drop metric lines logged after the checkpoint we resume from (they will be redone)."""
         path = self.out / "metrics.jsonl"
@@ -318,10 +332,12 @@ class Trainer:
             out, box_dist=out.box_dist.float(), class_logits=out.class_logits.float(),
             mask_coeffs=out.mask_coeffs.float(), protos=out.protos.float(),
         )
-        loss = self.criterion(out, targets)
-        # DDP averages gradients over ranks; scale back so the gradient equals one process's on the
-        # global batch (the reference multiplies by the world size the same way).
-        self.scaler.scale(loss.total * self.dist.world_size).backward()
+        # Under DDP the loss normalisers are summed over ranks, so the ranks' loss shares add up to
+        # the single-process loss of the global batch; DDP averages gradients, so scale back by the
+        # world size (the reference multiplies by the world size the same way).
+        world = self.dist.world_size
+        loss = self.criterion(out, targets, world, all_sum if self.dist.enabled else None)
+        self.scaler.scale(loss.total * world).backward()
         if cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -331,7 +347,7 @@ class Trainer:
         if self.ema:
             self.ema.update(self.model)
         self.step += 1
-        return all_reduce_mean(loss.items, self.dist)
+        return all_sum(loss.items) if self.dist.enabled else loss.items
 
     def fit(self) -> dict[str, Any]:
         """Train until `epochs` (or `max_steps`); returns the last epoch's summary."""
@@ -396,8 +412,7 @@ class Trainer:
         model = self.ema.module if self.ema else self.model
         metrics = evaluate_model(model, data, imgsz=self.cfg.imgsz, device=self.device,
                                  class_agnostic=self.model_cfg.num_classes == 1)
-        model.float()
-        self.model.train()
+        self._train_mode()
         return metrics
 
     def close(self) -> None:
