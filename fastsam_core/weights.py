@@ -94,7 +94,9 @@ def _check_tensors(
     raise ValueError(
         f"{path}: tensors do not match YoloV8Seg for the config in the file (channels "
         f"{cfg.channels}, depths {cfg.depths}, reg_max {cfg.reg_max}, num_classes "
-        f"{cfg.num_classes}):\n  " + "\n  ".join(lines) + "\nre-create the file with `fastsam convert`"
+        f"{cfg.num_classes}):\n  "
+        + "\n  ".join(lines)
+        + "\nre-create the file with `fastsam convert`"
     )
 
 

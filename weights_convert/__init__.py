@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from fastsam_core.config import YoloSegConfig
-from fastsam_weights_convert.checkpoint import checkpoint_metadata, checkpoint_model, flat_state_dict
+from fastsam_weights_convert.checkpoint import (
+    checkpoint_metadata,
+    checkpoint_model,
+    flat_state_dict,
+)
 from fastsam_weights_convert.unpickle import UnsafeCheckpointError, load_checkpoint
 from fastsam_weights_convert.yolov8_seg import convert_state_dict, infer_config
+
+from fastsam_core.config import YoloSegConfig
 
 # safetensors header metadata key holding `YoloSegConfig.to_dict()` as JSON.
 CONFIG_KEY = "fastsam_config"
@@ -55,7 +59,9 @@ def convert_checkpoint(
     src = flat_state_dict(model)
     meta = checkpoint_metadata(ckpt, model, slot)
     state_dict, cfg = convert_state_dict(src, meta)
-    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in src.values() if t.is_floating_point()})
+    dtypes = sorted(
+        {str(t.dtype).removeprefix("torch.") for t in src.values() if t.is_floating_point()}
+    )
     info = {
         **meta,
         "source": str(path),
@@ -102,8 +108,12 @@ def save_converted(
         raise FileExistsError(f"{out_path} already exists; pass force=True (--force) to overwrite")
     if out_path.suffix != ".safetensors":
         raise ValueError(f"output must end in .safetensors, got {out_path.name!r}")
-    metadata = {**(extra_metadata or {}), CONFIG_KEY: json.dumps(cfg.to_dict()),
-                FORMAT_KEY: FORMAT_VERSION, "format": "pt"}  # fmt: skip
+    metadata = {
+        **(extra_metadata or {}),
+        CONFIG_KEY: json.dumps(cfg.to_dict()),
+        FORMAT_KEY: FORMAT_VERSION,
+        "format": "pt",
+    }
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)

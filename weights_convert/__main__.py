@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output}: scale {cfg.scale}, reg_max {cfg.reg_max}, "
-          f"{cfg.num_classes} classes, {info['num_params']:,} params, sha256 {info['sha256']}")
+    print(
+        f"wrote {args.output}: scale {cfg.scale}, reg_max {cfg.reg_max}, "
+        f"{cfg.num_classes} classes, {info['num_params']:,} params, sha256 {info['sha256']}"
+    )
     return 0
 
 

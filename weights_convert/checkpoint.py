@@ -29,17 +29,21 @@ def flat_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
     def walk(module: Any, prefix: str) -> None:
         if not isinstance(module, nn.Module):
-            raise ValueError(f"checkpoint entry {prefix.rstrip('.') or '<root>'} is a "
-                             f"{type(module).__name__}, expected an nn.Module")
-        skip = getattr(module, "_non_persistent_buffers_set", set())
+            raise ValueError(  # noqa: TRY004 (bad file content)
+                f"checkpoint entry {prefix.rstrip('.') or '<root>'} is a "
+                f"{type(module).__name__}, expected an nn.Module"
+            )
+        skip: set[str] = getattr(module, "_non_persistent_buffers_set", set())
         tensors = list(vars(module).get("_parameters", {}).items())
         tensors += [(k, v) for k, v in vars(module).get("_buffers", {}).items() if k not in skip]
         for name, tensor in tensors:
             if tensor is None:
                 continue
             if not isinstance(tensor, torch.Tensor):
-                raise ValueError(f"checkpoint entry {prefix}{name} is a {type(tensor).__name__}, "
-                                 "expected a tensor")
+                raise ValueError(  # noqa: TRY004 (bad file content)
+                    f"checkpoint entry {prefix}{name} is a {type(tensor).__name__}, "
+                    "expected a tensor"
+                )
             out[prefix + name] = tensor.detach()
         for name, child in vars(module).get("_modules", {}).items():
             if child is not None:
@@ -52,8 +56,10 @@ def flat_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def _bn_eps(model: nn.Module) -> float | None:
     eps = {float(m.eps) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
     if len(eps) > 1:
-        raise ValueError(f"checkpoint BatchNorm layers use different eps values {sorted(eps)}; "
-                         "expected one value for the whole network")
+        raise ValueError(
+            f"checkpoint BatchNorm layers use different eps values {sorted(eps)}; "
+            "expected one value for the whole network"
+        )
     return eps.pop() if eps else None
 
 
@@ -78,8 +84,13 @@ def checkpoint_metadata(ckpt: dict[str, Any], model: nn.Module, slot: str) -> di
         head = list(vars(inner).get("_modules", {}).values())[-1]
         head_attrs = vars(head)
         meta["head_type"] = getattr(type(head), "upstream", type(head).__name__)
-        meta.update({f"head_{k}": head_attrs[k] for k in ("nc", "reg_max", "nm", "npr")
-                     if isinstance(head_attrs.get(k), int)})
+        meta.update(
+            {
+                f"head_{k}": head_attrs[k]
+                for k in ("nc", "reg_max", "nm", "npr")
+                if isinstance(head_attrs.get(k), int)
+            }
+        )
     meta["bn_eps"] = _bn_eps(model)
     for key in ("version", "date"):
         if isinstance(ckpt.get(key), str):

@@ -75,7 +75,9 @@ def _placeholder_method(qualname: str) -> Any:
 
 
 # Methods that 8.0.x pickles as REDUCE(getattr, (cls, name)), e.g. `Segment.detect = Detect.forward`.
-_GETATTR_METHODS = frozenset({"forward", "forward_fuse", "forward_split", "_forward", "forward_head"})
+_GETATTR_METHODS = frozenset(
+    {"forward", "forward_fuse", "forward_split", "_forward", "forward_head"}
+)
 
 
 def _guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
@@ -302,8 +304,8 @@ def _check_checkpoint(ckpt: Any, path: Path) -> None:
             f"{path} holds a plain state dict ({len(tensors)} tensors, first key {first!r}), not "
             f"an official ultralytics checkpoint: it carries no model metadata; {fix}"
         )
-    if not isinstance(ckpt, dict):
-        raise ValueError(
+    if not isinstance(ckpt, dict):  # bad file content, hence ValueError
+        raise ValueError(  # noqa: TRY004
             f"{path} holds a {type(ckpt).__name__}, expected the dict of an ultralytics "
             f"checkpoint; {fix}"
         )

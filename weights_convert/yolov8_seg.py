@@ -91,16 +91,20 @@ def _dropped(key: str) -> bool:
 
 def _shape(src: dict[str, torch.Tensor], key: str) -> tuple[int, ...]:
     if key not in src:
-        raise ValueError(f"state dict lacks {key!r}, needed to infer the architecture; expected "
-                         "an ultralytics YOLOv8-seg state dict with 'model.N.' keys (spec §1.9)")
+        raise ValueError(
+            f"state dict lacks {key!r}, needed to infer the architecture; expected "
+            "an ultralytics YOLOv8-seg state dict with 'model.N.' keys (spec §1.9)"
+        )
     return tuple(src[key].shape)
 
 
 def _depth(src: dict[str, torch.Tensor], layer: int) -> int:
     blocks = {int(m.group(2)) for k in src if (m := _BLOCK.match(k)) and int(m.group(1)) == layer}
     if not blocks:
-        raise ValueError(f"layer {layer} has no 'model.{layer}.m.J.' bottleneck keys; expected a "
-                         "C2f layer of YOLOv8")
+        raise ValueError(
+            f"layer {layer} has no 'model.{layer}.m.J.' bottleneck keys; expected a "
+            "C2f layer of YOLOv8"
+        )
     return max(blocks) + 1
 
 
@@ -138,8 +142,10 @@ def infer_config(src: dict[str, torch.Tensor], meta: dict[str, Any] | None = Non
     reg_max = _shape(src, "model.22.dfl.conv.weight")[1]
     box_out = _shape(src, "model.22.cv2.0.2.weight")[0]
     if box_out != 4 * reg_max:
-        problems.append(f"box branch outputs {box_out} channels but dfl has reg_max={reg_max} "
-                        f"(expected 4 * reg_max = {4 * reg_max})")
+        problems.append(
+            f"box branch outputs {box_out} channels but dfl has reg_max={reg_max} "
+            f"(expected 4 * reg_max = {4 * reg_max})"
+        )
     num_classes = _shape(src, "model.22.cv3.0.2.weight")[0]
     num_coeffs = _shape(src, "model.22.proto.cv3.conv.weight")[0]
     coeff_out = _shape(src, "model.22.cv4.0.2.weight")[0]
@@ -159,26 +165,40 @@ def infer_config(src: dict[str, torch.Tensor], meta: dict[str, Any] | None = Non
     }
     for what, (stated, inferred) in expect.items():
         if stated is not None and stated != inferred:
-            hint = "" if what != "yaml scale" else (
-                f" (channels {channels}, depths {depths}, neck depth {neck[12]}, proto {proto})")
-            problems.append(f"metadata {what}={stated!r} but the tensor shapes give "
-                            f"{inferred!r}{hint}")
+            hint = (
+                ""
+                if what != "yaml scale"
+                else (
+                    f" (channels {channels}, depths {depths}, neck depth {neck[12]}, proto {proto})"
+                )
+            )
+            problems.append(
+                f"metadata {what}={stated!r} but the tensor shapes give {inferred!r}{hint}"
+            )
     names = meta.get("names")
     class_names: tuple[str, ...] = ()
     if names is not None:
         if len(names) != num_classes:
-            problems.append(f"metadata names has {len(names)} entries but the class branch has "
-                            f"{num_classes} outputs")
+            problems.append(
+                f"metadata names has {len(names)} entries but the class branch has "
+                f"{num_classes} outputs"
+            )
         else:
             class_names = tuple(str(names[i]) for i in sorted(names))
     if problems:
         raise ValueError("inconsistent checkpoint: " + "; ".join(problems))
 
-    fields: dict[str, Any] = dict(
-        channels=channels, depths=depths, neck_depth=neck[12], proto_channels=proto,
-        num_classes=num_classes, reg_max=reg_max, num_mask_coeffs=num_coeffs, scale=scale,
-        class_names=class_names,
-    )  # fmt: skip
+    fields: dict[str, Any] = {
+        "channels": channels,
+        "depths": depths,
+        "neck_depth": neck[12],
+        "proto_channels": proto,
+        "num_classes": num_classes,
+        "reg_max": reg_max,
+        "num_mask_coeffs": num_coeffs,
+        "scale": scale,
+        "class_names": class_names,
+    }
     if meta.get("bn_eps") is not None:
         fields["bn_eps"] = float(meta["bn_eps"])
     imgsz = _imgsz(meta.get("imgsz"))
@@ -192,7 +212,11 @@ def infer_config(src: dict[str, torch.Tensor], meta: dict[str, Any] | None = Non
 def _matches_scale(scale: str, channels: tuple, depths: tuple, neck: int, proto: int) -> bool:
     ref = yolov8_seg_config(scale)
     return (ref.channels, ref.depths, ref.neck_depth, ref.proto_channels) == (
-        channels, depths, neck, proto)  # fmt: skip
+        channels,
+        depths,
+        neck,
+        proto,
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -221,8 +245,10 @@ def convert_state_dict(
     cfg = infer_config(src, meta)
     dfl = src["model.22.dfl.conv.weight"].float().flatten()
     if not torch.equal(dfl, torch.arange(cfg.reg_max, dtype=torch.float32)):
-        raise ValueError(f"model.22.dfl.conv.weight must be 0..{cfg.reg_max - 1} (DFL is a fixed "
-                         f"expectation), got {dfl.tolist()}; the checkpoint is corrupt")
+        raise ValueError(
+            f"model.22.dfl.conv.weight must be 0..{cfg.reg_max - 1} (DFL is a fixed "
+            f"expectation), got {dfl.tolist()}; the checkpoint is corrupt"
+        )
     targets = _target_shapes(cfg)
     out: dict[str, torch.Tensor] = {}
     sources: dict[str, str] = {}
@@ -241,8 +267,9 @@ def convert_state_dict(
             sources[name] = key
             shape, dtype = targets[name]
             if tensor.shape != shape:
-                mis_shaped.append(f"{key} -> {name}: got {tuple(tensor.shape)}, "
-                                  f"expected {tuple(shape)}")
+                mis_shaped.append(
+                    f"{key} -> {name}: got {tuple(tensor.shape)}, expected {tuple(shape)}"
+                )
             out[name] = tensor.detach().to(dtype).contiguous()
     missing = [name for name in targets if name not in sources]
     report = {
@@ -253,9 +280,14 @@ def convert_state_dict(
         "shape mismatches": mis_shaped,
     }
     if any(report.values()):
-        lines = [f"{title} ({len(items)}):\n  " + "\n  ".join(items)
-                 for title, items in report.items() if items]
-        raise ValueError(f"state dict does not match YoloV8Seg for the inferred config "
-                         f"(channels {cfg.channels}, depths {cfg.depths}, reg_max {cfg.reg_max}, "
-                         f"num_classes {cfg.num_classes}):\n" + "\n".join(lines))
+        lines = [
+            f"{title} ({len(items)}):\n  " + "\n  ".join(items)
+            for title, items in report.items()
+            if items
+        ]
+        raise ValueError(
+            f"state dict does not match YoloV8Seg for the inferred config "
+            f"(channels {cfg.channels}, depths {cfg.depths}, reg_max {cfg.reg_max}, "
+            f"num_classes {cfg.num_classes}):\n" + "\n".join(lines)
+        )
     return {name: out[name] for name in targets}, cfg

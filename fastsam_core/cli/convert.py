@@ -25,14 +25,18 @@ def run(args: argparse.Namespace) -> int:
     cfg, info = convert_file(args.input, args.output, force=args.force)
     names = ", ".join(cfg.class_names) if cfg.class_names else "unnamed"
     print(f"wrote {info['output']}")
-    print(f"  scale:       {cfg.scale or 'custom'} (channels {list(cfg.channels)}, "
-          f"depths {list(cfg.depths)})")
+    print(
+        f"  scale:       {cfg.scale or 'custom'} (channels {list(cfg.channels)}, "
+        f"depths {list(cfg.depths)})"
+    )
     print(f"  reg_max:     {cfg.reg_max}")
     print(f"  classes:     {cfg.num_classes} ({names})")
     print(f"  params:      {info['num_params']:,}")
     print(f"  imgsz:       {cfg.imgsz}")
-    print(f"  source:      {info['slot']} slot, {'/'.join(info['source_dtypes'])}, "
-          f"ultralytics {info.get('version', 'unknown')}")
+    print(
+        f"  source:      {info['slot']} slot, {'/'.join(info['source_dtypes'])}, "
+        f"ultralytics {info.get('version', 'unknown')}"
+    )
     print(f"  seconds:     {info['seconds']:.2f}")
     print(f"  sha256:      {info['sha256']}")
     return 0

@@ -64,21 +64,27 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model)
         source = f"file {args.model}"
     else:
-        raise ValueError(f"{args.model!r} is neither a model file nor a preset; presets: "
-                         f"{sorted(MODEL_REGISTRY)}")
+        raise ValueError(
+            f"{args.model!r} is neither a model file nor a preset; presets: "
+            f"{sorted(MODEL_REGISTRY)}"
+        )
     cfg = model.cfg
     print(f"model:      {source}")
     print(f"scale:      {cfg.scale or 'custom'}")
     print(f"channels:   {list(cfg.channels)} (stem, P2, P3, P4, P5)")
     print(f"depths:     {list(cfg.depths)} (C2f repeats P2..P5), neck {cfg.neck_depth}")
-    print(f"head:       reg_max {cfg.reg_max}, {cfg.num_classes} classes "
-          f"{list(cfg.class_names) if cfg.class_names else ''}, {cfg.num_mask_coeffs} mask "
-          f"coefficients, proto {cfg.proto_channels}")
+    print(
+        f"head:       reg_max {cfg.reg_max}, {cfg.num_classes} classes "
+        f"{list(cfg.class_names) if cfg.class_names else ''}, {cfg.num_mask_coeffs} mask "
+        f"coefficients, proto {cfg.proto_channels}"
+    )
     print(f"imgsz:      {cfg.imgsz} (default inference size), bn_eps {cfg.bn_eps}")
     params = count_parameters(model)
     print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in params.items()))
     if args.flops:
         flops = count_flops(cfg, args.imgsz)
-        print(f"GFLOPs @ {args.imgsz}x{args.imgsz}: "
-              + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in flops.items()))
+        print(
+            f"GFLOPs @ {args.imgsz}x{args.imgsz}: "
+            + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in flops.items())
+        )
     return 0

@@ -53,8 +53,10 @@ class CheckpointRecipe:
     @property
     def name(self) -> str:
         legacy = "-legacy" if self.legacy_pickle else ""
-        return (f"yolov8{self.scale}-{self.task}-nc{self.num_classes}-r{self.reg_max}-{self.dtype}"
-                f"-{self.slot}{legacy}-imgsz{self.imgsz}-seed{self.seed}")
+        return (
+            f"yolov8{self.scale}-{self.task}-nc{self.num_classes}-r{self.reg_max}-{self.dtype}"
+            f"-{self.slot}{legacy}-imgsz{self.imgsz}-seed{self.seed}"
+        )
 
 
 def ultralytics_version() -> str | None:
@@ -81,8 +83,12 @@ def oracle_checkpoints(recipes: list[CheckpointRecipe]) -> list[Path]:
         args = [json.dumps(dataclasses.asdict(r)) for r in dict.fromkeys(missing)]
         result = subprocess.run(
             [sys.executable, "-m", "tests.support.checkpoints", str(out_dir), *args],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=900,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"building oracle checkpoints failed:\n{result.stderr[-4000:]}")
     return paths
@@ -98,19 +104,35 @@ def oracle_outputs(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 # Our module path -> upstream layer index, written from spec §1.2 independently of the converter.
 _UPSTREAM_LAYER = {
-    "backbone.stem": 0, "backbone.stages.0.downsample": 1, "backbone.stages.0.c2f": 2,
-    "backbone.stages.1.downsample": 3, "backbone.stages.1.c2f": 4,
-    "backbone.stages.2.downsample": 5, "backbone.stages.2.c2f": 6,
-    "backbone.stages.3.downsample": 7, "backbone.stages.3.c2f": 8, "backbone.sppf": 9,
-    "neck.top_down_p4": 12, "neck.top_down_p3": 15, "neck.downsample_p3": 16,
-    "neck.bottom_up_p4": 18, "neck.downsample_p4": 19, "neck.bottom_up_p5": 21, "head": 22,
-}  # fmt: skip
+    "backbone.stem": 0,
+    "backbone.stages.0.downsample": 1,
+    "backbone.stages.0.c2f": 2,
+    "backbone.stages.1.downsample": 3,
+    "backbone.stages.1.c2f": 4,
+    "backbone.stages.2.downsample": 5,
+    "backbone.stages.2.c2f": 6,
+    "backbone.stages.3.downsample": 7,
+    "backbone.stages.3.c2f": 8,
+    "backbone.sppf": 9,
+    "neck.top_down_p4": 12,
+    "neck.top_down_p3": 15,
+    "neck.downsample_p3": 16,
+    "neck.bottom_up_p4": 18,
+    "neck.downsample_p4": 19,
+    "neck.bottom_up_p5": 21,
+    "head": 22,
+}
 _UPSTREAM_INNER = [  # (our inner name regex, upstream inner name)
-    (r"expand\.", "cv1."), (r"project\.", "cv2."), (r"reduce\.", "cv1."),
-    (r"blocks\.(\d+)\.conv1\.", r"m.\1.cv1."), (r"blocks\.(\d+)\.conv2\.", r"m.\1.cv2."),
-    (r"box_branch\.", "cv2."), (r"class_branch\.", "cv3."), (r"coeff_branch\.", "cv4."),
+    (r"expand\.", "cv1."),
+    (r"project\.", "cv2."),
+    (r"reduce\.", "cv1."),
+    (r"blocks\.(\d+)\.conv1\.", r"m.\1.cv1."),
+    (r"blocks\.(\d+)\.conv2\.", r"m.\1.cv2."),
+    (r"box_branch\.", "cv2."),
+    (r"class_branch\.", "cv3."),
+    (r"coeff_branch\.", "cv4."),
     (r"proto\.conv(\d)\.", r"proto.cv\1."),
-]  # fmt: skip
+]
 
 
 def upstream_key(ours: str) -> str:
@@ -141,8 +163,10 @@ def synthetic_upstream_state_dict(
         if tensor.is_floating_point() and not key.endswith("dfl.conv.weight"):
             tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
     ours = {k: (v.to(dtype).float() if v.is_floating_point() else v) for k, v in ours.items()}
-    upstream = {upstream_key(k): (v.to(dtype) if v.is_floating_point() else v.clone())
-                for k, v in ours.items()}  # fmt: skip
+    upstream = {
+        upstream_key(k): (v.to(dtype) if v.is_floating_point() else v.clone())
+        for k, v in ours.items()
+    }
     return upstream, ours
 
 
@@ -170,10 +194,14 @@ def _raw_outputs(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     hooks = []
     for name, branches in (("box", head.cv2), ("cls", head.cv3), ("coeff", head.cv4)):
         for branch in branches:
-            hooks.append(branch.register_forward_hook(
-                lambda m, i, o, name=name: captured[name].append(o.detach().flatten(2))))
-    hooks.append(head.proto.register_forward_hook(
-        lambda m, i, o: captured["proto"].append(o.detach())))
+            hooks.append(
+                branch.register_forward_hook(
+                    lambda m, i, o, name=name: captured[name].append(o.detach().flatten(2))
+                )
+            )
+    hooks.append(
+        head.proto.register_forward_hook(lambda m, i, o: captured["proto"].append(o.detach()))
+    )
     gen = torch.Generator().manual_seed(seed + 1)
     images = torch.rand(1, 3, PARITY_INPUT_SIZE, PARITY_INPUT_SIZE, generator=gen)
     with torch.no_grad():
@@ -195,8 +223,11 @@ def _install_legacy_namespace_module():  # pragma: no cover - subprocess only
 
     from ultralytics.utils import IterableSimpleNamespace
 
-    legacy_cls = type("IterableSimpleNamespace", (IterableSimpleNamespace,),
-                      {"__module__": "ultralytics.yolo.utils"})
+    legacy_cls = type(
+        "IterableSimpleNamespace",
+        (IterableSimpleNamespace,),
+        {"__module__": "ultralytics.yolo.utils"},
+    )
     for name in ("ultralytics.yolo", "ultralytics.yolo.utils"):
         sys.modules.setdefault(name, types.ModuleType(name))
     sys.modules["ultralytics.yolo.utils"].IterableSimpleNamespace = legacy_cls
@@ -234,15 +265,23 @@ def _build_one(recipe: CheckpointRecipe, out_dir: Path) -> None:  # pragma: no c
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     train_args = {**DEFAULT_CFG_DICT, "imgsz": recipe.imgsz, "task": recipe.task}
     ckpt = {
-        "epoch": 3, "best_fitness": 0.5,
+        "epoch": 3,
+        "best_fitness": 0.5,
         "stopper": {"best_fitness": 0.5, "best_epoch": 3},
-        "model": None, "ema": ema, "updates": 100, "modelopt": None,
-        "optimizer": optimizer.state_dict(), "scaler": {}, "train_args": train_args,
-        "train_metrics": {"fitness": 0.5}, "train_results": {},
+        "model": None,
+        "ema": ema,
+        "updates": 100,
+        "modelopt": None,
+        "optimizer": optimizer.state_dict(),
+        "scaler": {},
+        "train_args": train_args,
+        "train_metrics": {"fitness": 0.5},
+        "train_results": {},
         "date": datetime.now().astimezone().isoformat(),
         "version": "8.0.120" if recipe.legacy_pickle else __version__,
-        "license": "AGPL-3.0", "docs": "https://docs.ultralytics.com",
-    }  # fmt: skip
+        "license": "AGPL-3.0",
+        "docs": "https://docs.ultralytics.com",
+    }
     final = out_dir / f"{recipe.name}.pt"
     tmp = Path(tempfile.mkdtemp(dir=out_dir))
     torch.save(ckpt, tmp / "last.pt")

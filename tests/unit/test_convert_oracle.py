@@ -8,35 +8,43 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fastsam_weights_convert import convert_checkpoint
 
 from fastsam_core.config import yolov8_seg_config
 from fastsam_core.weights import load_model
-from fastsam_weights_convert import convert_checkpoint
 from tests.support.checkpoints import oracle_outputs
 
 pytestmark = pytest.mark.oracle
 
 RECIPES = [
-    dict(),
-    dict(dtype="fp32"),
-    dict(slot="ema"),
-    dict(dtype="fp32", slot="ema", reg_max=26),
-    dict(reg_max=26),
-    dict(num_classes=80),
-    dict(legacy_pickle=True),
+    {},
+    {"dtype": "fp32"},
+    {"slot": "ema"},
+    {"dtype": "fp32", "slot": "ema", "reg_max": 26},
+    {"reg_max": 26},
+    {"num_classes": 80},
+    {"legacy_pickle": True},
 ]
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: "-".join(f"{k}={v}" for k, v in r.items())
-                         or "default")  # fmt: skip
+@pytest.mark.parametrize(
+    "recipe", RECIPES, ids=lambda r: "-".join(f"{k}={v}" for k, v in r.items()) or "default"
+)
 def test_converted_model_matches_oracle_head(oracle_checkpoint, recipe):
     path = oracle_checkpoint(**recipe)
     state_dict, cfg, info = convert_checkpoint(path)
     reg_max, nc = recipe.get("reg_max", 16), recipe.get("num_classes", 1)
-    assert cfg == yolov8_seg_config("n", reg_max=reg_max, num_classes=nc, imgsz=1024,
-                                    class_names=tuple(str(i) for i in range(nc)))  # fmt: skip
+    assert cfg == yolov8_seg_config(
+        "n",
+        reg_max=reg_max,
+        num_classes=nc,
+        imgsz=1024,
+        class_names=tuple(str(i) for i in range(nc)),
+    )
     assert info["slot"] == recipe.get("slot", "model")
-    assert info["source_dtypes"] == ["float16" if recipe.get("dtype", "fp16") == "fp16" else "float32"]
+    assert info["source_dtypes"] == [
+        "float16" if recipe.get("dtype", "fp16") == "fp16" else "float32"
+    ]
     assert all(t.dtype in (torch.float32, torch.int64) for t in state_dict.values())
 
     model = load_model(path)

@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from fastsam_weights_convert.unpickle import (
     ArgsNamespace,
     UltralyticsStub,
@@ -21,6 +19,7 @@ from fastsam_weights_convert.unpickle import (
     load_checkpoint,
     resolve_global,
 )
+from torch import nn
 
 # --- hand-written pickles -----------------------------------------------------------------------
 
@@ -172,8 +171,14 @@ def test_torch_class_under_wrong_module_is_refused():
 
 def test_checkpoint_of_allowed_objects_loads(tmp_path):
     path = tmp_path / "ok.pt"
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.SiLU(), nn.Upsample(scale_factor=2))
-    metadata = {"imgsz": 1024, "loss": np.float64(0.25), "data": pathlib.PurePosixPath("/d/sa.yaml")}
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.SiLU(), nn.Upsample(scale_factor=2)
+    )
+    metadata = {
+        "imgsz": 1024,
+        "loss": np.float64(0.25),
+        "data": pathlib.PurePosixPath("/d/sa.yaml"),
+    }
     torch.save({"model": model.half(), "train_args": metadata, "version": "x"}, path)
     ckpt = load_checkpoint(path)
     assert isinstance(ckpt["model"], nn.Sequential)

@@ -12,15 +12,16 @@ import re
 
 import pytest
 import torch
+from fastsam_weights_convert.yolov8_seg import DROP, LAYER_PREFIXES, RENAMES, convert_state_dict
 
 from fastsam_core.config import YoloSegConfig, yolov8_seg_config
 from fastsam_core.model.yolov8_seg import YoloV8Seg
-from fastsam_weights_convert.yolov8_seg import DROP, LAYER_PREFIXES, RENAMES, convert_state_dict
 from tests.support.checkpoints import synthetic_upstream_state_dict
 
 N = yolov8_seg_config("n")
-CUSTOM = YoloSegConfig(channels=(8, 8, 16, 32, 64), depths=(1, 2, 2, 1), neck_depth=1,
-                       proto_channels=16, reg_max=26)  # fmt: skip  (no standard scale)
+CUSTOM = YoloSegConfig(
+    channels=(8, 8, 16, 32, 64), depths=(1, 2, 2, 1), neck_depth=1, proto_channels=16, reg_max=26
+)  # no standard scale
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +93,11 @@ def test_all_inconsistencies_in_one_error(n_upstream):
 
 
 def test_detection_model_is_refused(n_upstream):
-    detect = {k: v for k, v in n_upstream[0].items()
-              if not k.startswith(("model.22.proto.", "model.22.cv4."))}  # fmt: skip
+    detect = {
+        k: v
+        for k, v in n_upstream[0].items()
+        if not k.startswith(("model.22.proto.", "model.22.cv4."))
+    }
     with pytest.raises(ValueError, match="detection model, not segmentation"):
         convert_state_dict(detect)
 
@@ -133,10 +137,18 @@ def test_missing_extra_and_misshaped_keys_in_one_error(n_upstream):
     with pytest.raises(ValueError) as info:
         convert_state_dict(upstream)
     message = str(info.value)
-    for offender in ["model.10.weight", "model.9.cv3.conv.weight", "something_else",
-                     "backbone.stages.1.c2f.blocks.1.conv2.bn.running_var",
-                     "head.proto.upsample.bias", "model.15.cv2.bn.bias", "got (7,), expected (64,)",
-                     "model.22.cv4.1.2.bias", "got (5,), expected (32,)", "model.0.m.0.cv1"]:  # fmt: skip
+    for offender in [
+        "model.10.weight",
+        "model.9.cv3.conv.weight",
+        "something_else",
+        "backbone.stages.1.c2f.blocks.1.conv2.bn.running_var",
+        "head.proto.upsample.bias",
+        "model.15.cv2.bn.bias",
+        "got (7,), expected (64,)",
+        "model.22.cv4.1.2.bias",
+        "got (5,), expected (32,)",
+        "model.0.m.0.cv1",
+    ]:
         assert offender in message, offender
     assert "model keys not filled (2)" in message
     assert "shape mismatches (2)" in message
@@ -163,8 +175,9 @@ def test_does_not_modify_input(n_upstream):
     upstream = n_upstream[0]
     before = {k: v.clone() for k, v in upstream.items()}
     convert_state_dict(upstream)
-    assert all(torch.equal(upstream[k], before[k]) and upstream[k].dtype == before[k].dtype
-               for k in before)  # fmt: skip
+    assert all(
+        torch.equal(upstream[k], before[k]) and upstream[k].dtype == before[k].dtype for k in before
+    )
 
 
 def test_scale_config_matches_preset_fields():

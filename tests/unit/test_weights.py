@@ -11,17 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from fastsam_weights_convert import CONFIG_KEY, convert_checkpoint, save_converted
 from safetensors.torch import save_file
 
 from fastsam_core.config import YoloSegConfig
 from fastsam_core.model.yolov8_seg import YoloV8Seg
 from fastsam_core.weights import load_config, load_model
-from fastsam_weights_convert import CONFIG_KEY, convert_checkpoint, save_converted
 
 REPO = Path(__file__).resolve().parents[2]
 UL120_PT = REPO / "tests" / "fixtures" / "ul120_tiny_seg_r26.pt"  # real 8.0.120 file (README)
-TINY = YoloSegConfig(channels=(8, 8, 16, 32, 64), depths=(1, 1, 1, 1), neck_depth=1,
-                     proto_channels=16, imgsz=320)  # fmt: skip
+TINY = YoloSegConfig(
+    channels=(8, 8, 16, 32, 64), depths=(1, 1, 1, 1), neck_depth=1, proto_channels=16, imgsz=320
+)
 
 
 def _random_model(cfg: YoloSegConfig, seed: int = 0) -> YoloV8Seg:
@@ -86,12 +87,18 @@ def test_refuses_to_overwrite_without_force(tiny_file):
     assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.safetensors"]  # no temp files
 
 
-def test_failed_write_leaves_old_file_and_no_temp(tiny_file):
+def test_failed_write_leaves_old_file_and_no_temp(tiny_file, monkeypatch):
+    import safetensors.torch
+
+    def disk_full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
     path, model = tiny_file
     before = path.read_bytes()
-    broken = dict(model.state_dict(), extra="not a tensor")
-    with pytest.raises(Exception):
-        save_converted(broken, TINY, path, force=True)  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="No space left"):
+        save_converted(model.state_dict(), TINY, path, force=True)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.safetensors"]
 
@@ -119,10 +126,14 @@ def test_safetensors_with_invalid_config(tmp_path):
 def test_tensors_that_do_not_match_the_header(tmp_path):
     other = YoloSegConfig(**{**TINY.to_dict(), "reg_max": 26, "channels": (8, 8, 16, 32, 64)})
     path = tmp_path / "mismatch.safetensors"
-    save_file(YoloV8Seg(other).state_dict(), path,
-              metadata={CONFIG_KEY: json.dumps(TINY.to_dict())})  # fmt: skip
-    with pytest.raises(ValueError, match=r"(?s)do not match.*reg_max 16.*37 shape mismatches.*"
-                       r"head\.box_branch\.0\.0\.conv\.weight: file \(104, 16, 3, 3\), model \(64, 16, 3, 3\)"):
+    save_file(
+        YoloV8Seg(other).state_dict(), path, metadata={CONFIG_KEY: json.dumps(TINY.to_dict())}
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)do not match.*reg_max 16.*37 shape mismatches.*"
+        r"head\.box_branch\.0\.0\.conv\.weight: file \(104, 16, 3, 3\), model \(64, 16, 3, 3\)",
+    ):
         load_model(path)
 
 
@@ -132,8 +143,11 @@ def test_missing_and_unexpected_tensors(tmp_path):
     tensors["head.extra"] = torch.zeros(1)
     path = tmp_path / "m.safetensors"
     save_file(tensors, path, metadata={CONFIG_KEY: json.dumps(TINY.to_dict())})
-    with pytest.raises(ValueError, match=r"(?s)1 missing: head\.proto\.upsample\.bias.*"
-                       r"1 unexpected: head\.extra"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)1 missing: head\.proto\.upsample\.bias.*"
+        r"1 unexpected: head\.extra",
+    ):
         load_model(path)
 
 
@@ -144,10 +158,13 @@ def test_corrupt_safetensors(tmp_path):
         load_model(path)
 
 
-@pytest.mark.parametrize(("name", "error", "match"), [
-    ("missing.safetensors", FileNotFoundError, "not found"),
-    ("model.onnx", ValueError, r"unsupported model file 'model\.onnx'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "error", "match"),
+    [
+        ("missing.safetensors", FileNotFoundError, "not found"),
+        ("model.onnx", ValueError, r"unsupported model file 'model\.onnx'"),
+    ],
+)
 def test_bad_paths(tmp_path, name, error, match):
     if name.endswith(".onnx"):
         (tmp_path / name).write_bytes(b"x")
@@ -158,7 +175,11 @@ def test_bad_paths(tmp_path, name, error, match):
 def test_pt_and_converted_file_give_the_same_model(tmp_path):
     state_dict, cfg, info = convert_checkpoint(UL120_PT)
     assert (cfg.channels, cfg.reg_max, cfg.class_names, cfg.scale) == (
-        (8, 8, 16, 32, 64), 26, ("object",), None)  # fmt: skip
+        (8, 8, 16, 32, 64),
+        26,
+        ("object",),
+        None,
+    )
     assert info["version"] == "8.0.120" and info["source_dtypes"] == ["float16"]
     out = tmp_path / "ul120.safetensors"
     save_converted(state_dict, cfg, out)
@@ -193,7 +214,13 @@ def test_product_never_imports_ultralytics(tmp_path):
         assert not leaked and not attempts, (leaked, attempts)
         print("OK", cfg.reg_max)
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK 26")
