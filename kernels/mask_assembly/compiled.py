@@ -11,8 +11,9 @@ Computes only the pixels inside each mask's region (its crop box in the output f
 i.e. out = Wy @ S @ Wx^T with the two-nonzero bilinear matrices applied as gathers (ATen's weights and
 x-then-y order, see `plan.py`). Memory: one float (h, w) map at a time, plus the bool output.
 
-`assemble_masks_compiled` runs the per-mask body through `torch.compile(dynamic=True)` (compiled once
-per process and reused across shapes); `assemble_masks_eager` runs the same code eagerly.
+`assemble_masks_compiled` runs the y pass + threshold (the only per-output-pixel work) through
+`torch.compile(dynamic=True)`: one fused loop that reads two rows of T per output row and writes bools
+(compiled once per process, reused across shapes). `assemble_masks_eager` runs the same code eagerly.
 """
 
 from __future__ import annotations
@@ -27,31 +28,26 @@ from fastsam_core.ops.letterbox import LetterboxGeometry
 from fastsam_kernels.mask_assembly.plan import MaskPlan, MaskRule, Postprocess, check_arguments, plan_masks
 
 
-def mask_crop(
+def sample_columns(
     protos: torch.Tensor,
     coeff: torch.Tensor,
-    row_index: torch.Tensor,
-    row_weight: torch.Tensor,
     col_index: torch.Tensor,
     col_weight: torch.Tensor,
     keep_rows: torch.Tensor | None,
     keep_cols: torch.Tensor | None,
     sigmoid: bool,
-    threshold: float,
 ) -> torch.Tensor:
-    """Binary crop of one mask (the per-mask body; compiled by `assemble_masks_compiled`).
+    """Proto-resolution values of one mask, resampled along x only (the small half of the work).
 
     Args:
         protos: (K, r, c) float32 prototype window the region samples.
         coeff: (K,) float32 coefficients of the mask.
-        row_index, row_weight: (T, h) int64 taps (indices into the window rows) and float32 weights.
-        col_index, col_weight: (T, w) likewise for the window columns.
+        col_index, col_weight: (T, w) int64 taps (indices into the window columns), float32 weights.
         keep_rows, keep_cols: (r,), (c,) bool proto-box membership (official non-retina), else None.
         sigmoid: apply the sigmoid before resizing.
-        threshold: value > threshold is set.
 
     Returns:
-        (h, w) bool.
+        (r, w) float32.
     """
     k, r, c = protos.shape
     values = (coeff[None] @ protos.reshape(k, r * c)).reshape(r, c)  # (1, K) @ (K, r*c) -> (r, c)
@@ -62,6 +58,22 @@ def mask_crop(
     across = values[:, col_index[0]] * col_weight[0]  # (r, w)
     for t in range(1, col_index.shape[0]):
         across = across + values[:, col_index[t]] * col_weight[t]
+    return across
+
+
+def sample_rows_threshold(
+    across: torch.Tensor, row_index: torch.Tensor, row_weight: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Resample x-resampled values along y and threshold (the per-pixel half; compiled).
+
+    Args:
+        across: (r, w) float32 from `sample_columns`.
+        row_index, row_weight: (T, h) int64 taps (indices into `across` rows), float32 weights.
+        threshold: value > threshold is set.
+
+    Returns:
+        (h, w) bool. Each output row reads whole rows of `across`, so the loop vectorizes along x.
+    """
     out = across[row_index[0]] * row_weight[0][:, None]  # (h, w)
     for t in range(1, row_index.shape[0]):
         out = out + across[row_index[t]] * row_weight[t][:, None]
@@ -69,14 +81,14 @@ def mask_crop(
 
 
 @functools.cache
-def _compiled_mask_crop() -> Callable[..., torch.Tensor]:
-    return torch.compile(mask_crop, dynamic=True)
+def _compiled_rows() -> Callable[..., torch.Tensor]:
+    return torch.compile(sample_rows_threshold, dynamic=True)
 
 
 def assemble_from_plan(
-    protos: torch.Tensor, coeffs: torch.Tensor, plan: MaskPlan, crop_fn: Callable[..., torch.Tensor]
+    protos: torch.Tensor, coeffs: torch.Tensor, plan: MaskPlan, rows_fn: Callable[..., torch.Tensor]
 ) -> CompactMasks:
-    """Run `crop_fn` (eager or compiled `mask_crop`) on every non-empty region of `plan`."""
+    """Compute every non-empty region of `plan`; `rows_fn` is `sample_rows_threshold` or its compiled form."""
     device = protos.device
     protos = protos.float()
     coeffs = coeffs.float()
@@ -103,18 +115,11 @@ def assemble_from_plan(
             ar = torch.arange(r0, r1, device=device)
             ac = torch.arange(c0, c1, device=device)
             keep_rows, keep_cols = (ar >= k1) & (ar < k3), (ac >= k0) & (ac < k2)
-        crop = crop_fn(
-            protos[:, r0:r1, c0:c1],
-            coeffs[i],
-            rows.index[:, y0:y1] - r0,
-            rows.weight[:, y0:y1],
-            cols.index[:, x0:x1] - c0,
-            cols.weight[:, x0:x1],
-            keep_rows,
-            keep_cols,
-            plan.sigmoid,
-            plan.threshold,
-        )
+        across = sample_columns(
+            protos[:, r0:r1, c0:c1], coeffs[i], cols.index[:, x0:x1] - c0, cols.weight[:, x0:x1],
+            keep_rows, keep_cols, plan.sigmoid,
+        )  # (r, w)
+        crop = rows_fn(across, rows.index[:, y0:y1] - r0, rows.weight[:, y0:y1], plan.threshold)
         data[bounds[i] : bounds[i + 1]] = crop.reshape(-1)
     return CompactMasks(regions, data, offsets, plan.frame_hw)
 
@@ -128,14 +133,14 @@ def _assemble(
     retina: bool,
     postprocess: Postprocess,
     mask_rule: MaskRule,
-    crop_fn: Callable[..., torch.Tensor],
+    rows_fn: Callable[..., torch.Tensor],
 ) -> CompactMasks:
     check_arguments(protos, coeffs, boxes_input, boxes_orig, postprocess, mask_rule)
     plan = plan_masks(
         (protos.shape[1], protos.shape[2]), boxes_input, boxes_orig, geometry,
         retina=retina, postprocess=postprocess, mask_rule=mask_rule, device=protos.device,
     )
-    return assemble_from_plan(protos, coeffs.to(protos.device), plan, crop_fn)
+    return assemble_from_plan(protos, coeffs.to(protos.device), plan, rows_fn)
 
 
 def assemble_masks_eager(
@@ -152,7 +157,7 @@ def assemble_masks_eager(
     """Separable masks, eager PyTorch. Arguments and result as `assemble_masks_reference`; regions are
     the crop boxes in the output frame (not the tight boxes of the set pixels)."""
     return _assemble(protos, coeffs, boxes_input, boxes_orig, geometry, retina, postprocess, mask_rule,
-                     mask_crop)
+                     sample_rows_threshold)
 
 
 def assemble_masks_compiled(
@@ -169,4 +174,4 @@ def assemble_masks_compiled(
     """Separable masks with the per-mask body under `torch.compile(dynamic=True)`; first call compiles
     (seconds). Arguments and result as `assemble_masks_eager`."""
     return _assemble(protos, coeffs, boxes_input, boxes_orig, geometry, retina, postprocess, mask_rule,
-                     _compiled_mask_crop())
+                     _compiled_rows())
