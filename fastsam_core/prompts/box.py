@@ -78,14 +78,13 @@ def box_mask_iou(masks: CompactMasks, boxes: torch.Tensor) -> torch.Tensor:
         boxes: (M, 4) int64 pixel bounds in the masks' frame.
     Returns:
         inter / (box_area + mask_area - inter) in float32 (both references divide in float32);
-        0 where the union is empty (an empty box against an empty mask).
+        NaN where the union is empty (an empty box against an empty mask), as the references.
     """
     inter = masks.box_overlap(boxes)  # (N, M) int64, per-crop counts
     areas = masks.areas().to(inter.device)  # (N,)
     box_areas = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
     union = box_areas.to(inter.device)[None, :] + areas[:, None] - inter  # (N, M)
-    iou = inter.float() / union.float()
-    return torch.nan_to_num(iou, nan=0.0)
+    return inter.float() / union.float()
 
 
 def select_boxes(
@@ -120,9 +119,11 @@ def select_boxes(
     if len(masks) == 0:
         empty = torch.full((num_boxes,), -1, dtype=torch.int64)
         return BoxMatch(empty, torch.zeros(num_boxes), torch.zeros(num_boxes, dtype=torch.int64))
-    iou = box_mask_iou(masks, pixels).cpu()  # (N, M)
-    best = iou.argmax(dim=0)  # (M,) first maximum, as both references
-    best_iou = iou.gather(0, best[None])[0]  # (M,)
+    raw = box_mask_iou(masks, pixels).cpu()  # (N, M)
+    best = raw.argmax(dim=0)  # (M,) the references' pick: first maximum, NaN counts as maximum
+    iou = torch.nan_to_num(raw, nan=0.0)
+    best_iou, _ = iou.max(dim=0)  # ours: NaN (empty box vs empty mask) is no overlap
+    best_ours = iou.argmax(dim=0)  # (M,) first maximum
     matched = best_iou > 0
-    indices = torch.where(matched, best, torch.full_like(best, -1))
+    indices = torch.where(matched, best_ours, torch.full_like(best, -1))
     return BoxMatch(indices, torch.where(matched, best_iou, torch.zeros_like(best_iou)), best)
