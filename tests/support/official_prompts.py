@@ -29,10 +29,10 @@ def official_box_prompt(
                 int(bbox[2] * w / target_width),
                 int(bbox[3] * h / target_height),
             ]
-        bbox[0] = round(bbox[0]) if round(bbox[0]) > 0 else 0
-        bbox[1] = round(bbox[1]) if round(bbox[1]) > 0 else 0
-        bbox[2] = round(bbox[2]) if round(bbox[2]) < w else w
-        bbox[3] = round(bbox[3]) if round(bbox[3]) < h else h
+        bbox[0] = round(bbox[0]) if round(bbox[0]) > 0 else 0  # noqa: FURB136 (as written upstream)
+        bbox[1] = round(bbox[1]) if round(bbox[1]) > 0 else 0  # noqa: FURB136 (as written upstream)
+        bbox[2] = round(bbox[2]) if round(bbox[2]) < w else w  # noqa: FURB136 (as written upstream)
+        bbox[3] = round(bbox[3]) if round(bbox[3]) < h else h  # noqa: FURB136 (as written upstream)
         bbox_area = (bbox[3] - bbox[1]) * (bbox[2] - bbox[0])
         masks_area = torch.sum(masks[:, bbox[1] : bbox[3], bbox[0] : bbox[2]], dim=(1, 2))
         orig_masks_area = torch.sum(masks, dim=(1, 2))

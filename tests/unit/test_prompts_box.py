@@ -134,7 +134,7 @@ def test_box_matching_nothing_gives_no_row() -> None:
 
 
 def test_box_prompt_does_not_densify(monkeypatch: pytest.MonkeyPatch) -> None:
-    res, dense = synthetic_results(n=40, hw=(300, 400), seed=1)
+    res, _ = synthetic_results(n=40, hw=(300, 400), seed=1)
     for name in ("to_dense", "dense", "union"):
         monkeypatch.setattr(CompactMasks, name, lambda *a, **k: pytest.fail("densified"))
     boxes = _random_boxes(30, res.orig_hw, 5)
