@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fastsam_core.config import YoloSegConfig
+
 PARTS = ("backbone", "neck", "head")
 
 
@@ -31,7 +33,7 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     return counts
 
 
-def count_flops(cfg: object, imgsz: int) -> dict[str, int]:
+def count_flops(cfg: YoloSegConfig, imgsz: int) -> dict[str, int]:
     """FLOPs (2 per multiply-add) of one (1, 3, imgsz, imgsz) forward, per part and in total.
 
     Runs on the meta device: shapes only, no compute and no memory.
@@ -43,7 +45,7 @@ def count_flops(cfg: object, imgsz: int) -> dict[str, int]:
     if imgsz <= 0 or imgsz % 32:
         raise ValueError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
     with torch.device("meta"):
-        model = YoloV8Seg(cfg).eval()  # type: ignore[arg-type]
+        model = YoloV8Seg(cfg).eval()
         images = torch.zeros(1, 3, imgsz, imgsz)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(images)
