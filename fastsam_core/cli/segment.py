@@ -62,8 +62,6 @@ def _parse_formats(text: str) -> list[str]:
 
 def _unique_stems(items: list[Any]) -> list[str]:
     """Output stems per item: the file stem, with _2, _3... when two inputs share one."""
-    from fastsam_core.io.images import load_image  # noqa: F401  (keeps import errors early)
-
     stems, seen = [], {}
     for i, item in enumerate(items):
         stem = Path(item).stem if isinstance(item, (str, Path)) else f"image{i}"
@@ -85,13 +83,14 @@ def _write_atomic(target: Path, write: Callable[[Path], Any]) -> None:
 
 
 def _save(result: Results, stem: str, out_dir: Path, formats: list[str]) -> None:
+    document = result.to_json() if {"json", "rle"} & set(formats) else {}  # RLE encoded once
     writers: dict[str, Callable[[Path], Any]] = {
         "png": lambda p: result.save_overlay(p, overwrite=True),
-        "json": lambda p: result.save_json(p, overwrite=True),
+        "json": lambda p: p.write_text(json.dumps(document)),
         "rle": lambda p: p.write_text(json.dumps({
-            "image": {"path": result.path, "height": result.orig_hw[0], "width": result.orig_hw[1]},
-            "scores": result.scores.tolist(),
-            "rle": result.to_rle(),
+            "image": document["image"],
+            "scores": [a["score"] for a in document["annotations"]],
+            "rle": [a["segmentation"] for a in document["annotations"]],
         })),
         "npz": lambda p: result.save_npz(p, overwrite=True),
     }
