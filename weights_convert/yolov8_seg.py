@@ -163,15 +163,10 @@ def infer_config(src: dict[str, torch.Tensor], meta: dict[str, Any] | None = Non
         "head nm": (meta.get("head_nm"), num_coeffs),
         "head npr": (meta.get("head_npr"), proto),
     }
+    shapes = f" (channels {channels}, depths {depths}, neck depth {neck[12]}, proto {proto})"
     for what, (stated, inferred) in expect.items():
         if stated is not None and stated != inferred:
-            hint = (
-                ""
-                if what != "yaml scale"
-                else (
-                    f" (channels {channels}, depths {depths}, neck depth {neck[12]}, proto {proto})"
-                )
-            )
+            hint = shapes if what == "yaml scale" else ""
             problems.append(
                 f"metadata {what}={stated!r} but the tensor shapes give {inferred!r}{hint}"
             )
