@@ -83,7 +83,8 @@ def make_synthetic_dataset(
                 continue
             placed.append((cx, cy, r))
             kind = int(rng.integers(1, 4))
-            poly = _shape_polygon(kind, cx, cy, r, rng)
+            # Rounded as written to the json, so the stored polygon and the mask/area agree.
+            poly = [(round(x, 2), round(y, 2)) for x, y in _shape_polygon(kind, cx, cy, r, rng)]
             colour = tuple(int(v) for v in rng.integers(0, 256, 3))
             draw.polygon(poly, fill=colour)
             mask_img = Image.new("L", (W, H), 0)
@@ -96,7 +97,7 @@ def make_synthetic_dataset(
                 if isinstance(segmentation["counts"], bytes):  # type: ignore[index]
                     segmentation["counts"] = segmentation["counts"].decode()  # type: ignore[index]
             else:
-                segmentation = [[round(v, 2) for xy in poly for v in xy]]
+                segmentation = [[v for xy in poly for v in xy]]
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": kind,
                 "segmentation": segmentation, "bbox": bbox, "area": float(mask.sum()), "iscrowd": 0,
