@@ -35,7 +35,7 @@ from torch import nn
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = Path(os.environ.get("FASTSAM_TEST_IMAGES", REPO_ROOT.parent / "shared" / "images"))
 ORACLE_VERSION = "8.4.190"
-RECIPE_VERSION = 1  # bump when the recipe below changes: the cache key changes with it
+RECIPE_VERSION = 4  # bump when the recipe below changes: the cache key changes with it
 FEATURE_LAYERS = (4, 6, 9, 15, 18, 21)  # backbone P3/P4/P5 (layers 4, 6, 9), neck N3/N4/N5
 CALIBRATION_SIZE = 640  # letterbox side used for BatchNorm recalibration and class calibration
 
@@ -95,6 +95,22 @@ def decode_reference(
     x1y1, x2y2 = anchor - dist[:, :2], anchor + dist[:, 2:]
     xywh = torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], 1) * torch.cat(stride)  # (B, 4, A)
     return torch.cat([xywh, class_logits.sigmoid(), mask_coeffs], 1)
+
+
+def split_decoded(
+    decoded: torch.Tensor, num_classes: int, feature_sizes: Sequence[tuple[int, int]]
+) -> dict[str, torch.Tensor]:
+    """(B, 4 + nc + K, A) eval output -> boxes in grid units (xywh / stride), scores, coeffs.
+
+    Boxes are compared in grid units: in pixels they are the DFL expectation times the stride
+    (up to 32), which scales fp32 rounding differences by the same factor.
+    """
+    stride = torch.cat([torch.full((h * w,), float(s)) for (h, w), s in zip(feature_sizes, (8, 16, 32))])
+    return {
+        "decoded_boxes": decoded[:, :4] / stride,  # (B, 4, A) grid units
+        "decoded_scores": decoded[:, 4 : 4 + num_classes],  # (B, nc, A) sigmoid
+        "decoded_coeffs": decoded[:, 4 + num_classes :],  # (B, K, A)
+    }
 
 
 _CONVERT_SCRIPT = """
@@ -184,8 +200,8 @@ def import_oracle() -> Any:
     return ultralytics
 
 
-def calibration_images(size: int = CALIBRATION_SIZE, limit: int = 6) -> torch.Tensor:
-    """The first `limit` real photos (sorted names), resized + padded to (N, 3, size, size) in [0, 1]."""
+def calibration_images(size: int = CALIBRATION_SIZE, limit: int | None = 4) -> torch.Tensor:
+    """The first `limit` (None: all) real photos (sorted names), letterboxed to (N, 3, size, size)."""
     from PIL import Image
 
     paths = sorted(IMAGES_DIR.glob("*.jpg"))[:limit]
@@ -258,8 +274,10 @@ def _save_like_trainer(model: nn.Module, path: Path, dtype: torch.dtype, imgsz: 
     from ultralytics.utils.torch_utils import ModelEMA, strip_optimizer
 
     args = get_cfg(DEFAULT_CFG, {"data": "sa.yaml", "imgsz": imgsz, "task": "segment", "epochs": 1})
-    model.args = args  # the trainer attaches its IterableSimpleNamespace
-    model.names = {i: ("object" if model.nc == 1 else f"class{i}") for i in range(model.nc)}
+    nc = model.yaml["nc"]
+    model.nc = nc  # BaseTrainer.set_model_attributes: nc, names, args
+    model.names = {i: ("object" if nc == 1 else f"class{i}") for i in range(nc)}
+    model.args = args  # an IterableSimpleNamespace (strip_optimizer turns it into a dict)
     ema = ModelEMA(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.937)
     ckpt = {
@@ -319,37 +337,79 @@ def oracle_checkpoint(
     return path
 
 
-# Class calibration: after BN recalibration the class logits of a random net are roughly
-# normal with a per-model spread. We rescale the final 1x1 conv of every class branch so the
-# logits have std CLASS_LOGIT_STD over all anchors of the calibration photos at 640, then shift
-# its bias so that on average TARGET_PER_IMAGE anchors per photo exceed logit(0.4). With
-# iou 0.9 almost all of those survive NMS, so conf 0.4 keeps ~5-60 boxes per photo at 640-1024.
+def predictor_inputs(size: int = CALIBRATION_SIZE) -> list[torch.Tensor]:
+    """Every real photo as the oracle predictor feeds it: cv2 BGR read, LetterBox(auto) -> RGB [0, 1]."""
+    import cv2
+    from ultralytics.data.augment import LetterBox
+
+    out = []
+    for path in sorted(IMAGES_DIR.glob("*.jpg")):
+        img = LetterBox(new_shape=(size, size), auto=True, stride=32)(image=cv2.imread(str(path)))
+        t = torch.from_numpy(img[..., ::-1].copy()).permute(2, 0, 1).float() / 255  # BGR->RGB, (3, H, W)
+        out.append(t.unsqueeze(0))
+    return out
+
+
+# Class calibration. After BN recalibration the class logits of a random net differ mostly by a
+# per-photo offset, so one global threshold gives 0 boxes on some photos and 300 on others. We
+# therefore fit the final 1x1 conv of every class branch (seeded random start, Adam on cached
+# class-branch features of the real photos letterboxed like the predictor at 640 and 1024) so
+# that on EVERY photo the k-th largest class logit sits at logit(CONF), k = TARGET_TOP_K[imgsz],
+# with the logits' std kept near CLASS_LOGIT_STD. With iou 0.9 most of those anchors survive NMS:
+# measured 5-60 boxes per photo at conf 0.4 for imgsz 640 and 1024 (see the parity tests).
 CLASS_LOGIT_STD = 2.0
-TARGET_PER_IMAGE = 12
+TARGET_TOP_K = {640: 8, 1024: 30}
 CONF = 0.4
+CALIBRATION_PHOTOS = {"x": 3}  # FastSAM-x is slow on CPU: the first 3 photos only; others all
 
 
-@torch.no_grad()
-def _calibrate_class_branch(model: nn.Module, images: torch.Tensor) -> None:
-    head = model.model[-1]
-    outs = []
-    for chunk in images.split(2):
-        preds = model(chunk)[1]  # 8.4.190 eval: ((y, proto), preds_dict)
-        outs.append(preds["scores"])  # (B, nc, A) raw class logits
-    logits = torch.cat(outs)  # (N, nc, A)
-    best = logits.amax(1)  # (N, A) the score NMS thresholds
-    mean, std = best.mean(), best.std()
-    gain = CLASS_LOGIT_STD / float(std)
-    # New logits = gain * (old - mean) + shift, via conv weight *= gain, bias = gain*(b - mean) + shift.
-    scaled = (best - mean) * gain
-    k = TARGET_PER_IMAGE * best.shape[0]
-    threshold = float(torch.log(torch.tensor(CONF / (1 - CONF))))
-    kth = float(scaled.flatten().topk(k).values[-1])
-    shift = threshold - kth + 1e-3
-    for branch in head.cv3:
-        conv = branch[-1]
-        conv.weight.mul_(gain)
-        conv.bias.copy_((conv.bias - mean) * gain + shift)
+def _class_features(model: nn.Module, images: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """Per photo, per level: the (C, Ai) input of the class branch's final 1x1 conv."""
+    finals = [branch[-1] for branch in model.model[-1].cv3]
+    feats: list[list[torch.Tensor]] = []
+    hooks = [
+        conv.register_forward_hook(lambda m, inp, out: feats[-1].append(inp[0].flatten(2)[0]))
+        for conv in finals
+    ]
+    with torch.no_grad():
+        for image in images:
+            feats.append([])
+            model(image)
+    for h in hooks:
+        h.remove()
+    return feats
+
+
+def _calibrate_class_branch(model: nn.Module, scale: str, seed: int) -> None:
+    limit = CALIBRATION_PHOTOS.get(scale)
+    finals = [branch[-1] for branch in model.model[-1].cv3]  # 1x1 Conv2d(c3, nc) per level
+    sets = [
+        (_class_features(model, predictor_inputs(size)[:limit]), k) for size, k in TARGET_TOP_K.items()
+    ]
+    gen = torch.Generator().manual_seed(seed + 1)
+    C, nc = finals[0].in_channels, finals[0].out_channels  # c3 is the same on every level
+    weight = (torch.randn(len(finals), nc, C, generator=gen) / C**0.5).requires_grad_(True)
+    bias = torch.zeros(len(finals), nc, requires_grad=True)
+    target = float(torch.logit(torch.tensor(CONF)))
+    optimizer = torch.optim.Adam([weight, bias], lr=0.02)
+    for _ in range(300):
+        loss = torch.zeros(())
+        for feats, k in sets:
+            # per photo: cat over levels of (nc, C) @ (C, Ai) + bias -> (nc, A)
+            logits = [
+                torch.cat([weight[i] @ f + bias[i, :, None] for i, f in enumerate(levels)], 1)
+                for levels in feats
+            ]
+            kth = torch.stack([z.amax(0).topk(k).values[-1] for z in logits])
+            std = torch.cat([z.flatten() for z in logits]).std()
+            loss = loss + (kth - target).square().mean() + 0.1 * (std - CLASS_LOGIT_STD).square()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        for conv, w, b in zip(finals, weight, bias):
+            conv.weight.copy_(w.view_as(conv.weight))
+            conv.bias.copy_(b)
 
 
 def calibrated_oracle_checkpoint(
@@ -373,7 +433,7 @@ def calibrated_oracle_checkpoint(
         model = _build_oracle_model(scale, reg_max, nc, seed)
         images = calibration_images()
         _recalibrate_batchnorm(model, images, seed)
-        _calibrate_class_branch(model, images)
+        _calibrate_class_branch(model, scale, seed)
         tmp = path.with_suffix(".tmp")
         _save_like_trainer(model, tmp, dtype, imgsz=1024)
         os.replace(tmp, path)
