@@ -47,6 +47,7 @@ from fastsam_core.ops.anchors import decode_boxes, make_anchors
 from fastsam_core.ops.boxes import full_box_step_official, full_box_step_ultralytics, scale_boxes
 from fastsam_core.ops.letterbox import LetterboxGeometry, check_imgsz, letterbox, letterbox_geometry
 from fastsam_core.ops.nms import Detections, non_max_suppression
+from fastsam_core.prompts.apply import PROMPT_OPTION_NAMES, prepare_prompts, prompt
 from fastsam_core.results import Results
 
 logger = logging.getLogger(__name__)
@@ -227,19 +228,42 @@ class Predictor:
         self.options = dataclasses.replace(options, imgsz=imgsz or cfg.imgsz).validated()
 
     def __call__(
-        self, source: ImageSource | Sequence[ImageSource], **overrides: Any
+        self,
+        source: ImageSource | Sequence[ImageSource],
+        boxes: Any = None,
+        points: Any = None,
+        labels: Any = None,
+        texts: str | Sequence[Any] | None = None,
+        **overrides: Any,
     ) -> list[Results]:
-        """Segment everything in `source` (one image, a list, a directory or a glob).
+        """Segment everything in `source` (one image, a list, a directory or a glob), then
+        optionally select masks with prompts (`fastsam_core.prompts`).
 
         Args:
             source: see `fastsam_core.io.images` (paths, numpy RGB arrays, PIL, tensors).
-            **overrides: any `PredictOptions` field for this call (e.g. conf=0.25, imgsz=640).
+            boxes, points, labels, texts: prompts in original-image pixels (see
+                `prompts.prompt`); for several images, a list with one entry per image.
+            **overrides: any `PredictOptions` field for this call (e.g. conf=0.25, imgsz=640)
+                and any `prompts.PromptOptions` field (point_mode="union", box_rule=...; the
+                box rule defaults to this call's `postprocess`).
         Returns:
-            One `Results` per image, in source order.
+            One `Results` per image, in source order (`PromptResults` where prompts were given).
         """
+        prompt_options = {k: overrides.pop(k) for k in list(overrides) if k in PROMPT_OPTION_NAMES}
+        clip_scorer = overrides.pop("clip_scorer", None)  # a prompts.ClipScorer to reuse
         options = self.resolve_options(**overrides)
+        prompt_options.setdefault("box_rule", options.postprocess)
         images = load_images(source, bgr=options.bgr)
-        return self.predict_images(images, options)
+        prompt_sets = prepare_prompts(
+            [im.hw for im in images], boxes, points, labels, texts, **prompt_options
+        )  # validated before the network runs
+        results = self.predict_images(images, options)
+        if prompt_sets is None:
+            return results
+        return [
+            prompt(r, **p, clip_scorer=clip_scorer, **prompt_options)
+            for r, p in zip(results, prompt_sets)
+        ]
 
     def resolve_options(self, **overrides: Any) -> PredictOptions:
         """This predictor's options with `overrides` applied and validated."""

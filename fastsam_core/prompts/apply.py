@@ -254,3 +254,58 @@ def _union_row(results: Results, mask: CompactMasks, setters: torch.Tensor) -> P
         source_ids=torch.tensor([-1]),
         prompt_kinds=("point",),
     )
+
+
+def _per_image(value: Any, name: str, num_images: int, broadcast_str: bool = False) -> list[Any]:
+    """One prompt value per image: as given for one image, else a sequence of length B."""
+    if value is None:
+        return [None] * num_images
+    if num_images == 1:
+        return [value]
+    if broadcast_str and isinstance(value, str):
+        return [value] * num_images  # one text for every image
+    if isinstance(value, str | bytes) or not hasattr(value, "__len__") or len(value) != num_images:
+        got = len(value) if hasattr(value, "__len__") and not isinstance(value, str) else value
+        raise ValueError(
+            f"{name} for {num_images} images must be a list with one entry per image (None for "
+            f"no prompt), got {got!r} entries; e.g. {name}=[[...], None, ...]"
+        )
+    return list(value)
+
+
+def prepare_prompts(
+    image_hws: list[tuple[int, int]],
+    boxes: Any = None,
+    points: Any = None,
+    labels: Any = None,
+    texts: Any = None,
+    **options: Any,
+) -> list[dict[str, Any]] | None:
+    """Split batch prompts into one prompt set per image and validate them all up front.
+
+    For one image the prompts are that image's; for B images each of boxes / points / labels /
+    texts is a list of B entries (None for none), and a single text string applies to every
+    image. Returns None when no prompt is given.
+    """
+    make_prompt_options(**options)
+    if boxes is None and points is None and labels is None and texts is None:
+        return None
+    num = len(image_hws)
+    columns = {
+        "boxes": _per_image(boxes, "boxes", num),
+        "points": _per_image(points, "points", num),
+        "labels": _per_image(labels, "labels", num),
+        "texts": _per_image(texts, "texts", num, broadcast_str=True),
+    }
+    sets = [{key: column[i] for key, column in columns.items()} for i in range(num)]
+    opts = make_prompt_options(**options)
+    for hw, item in zip(image_hws, sets):
+        if item["labels"] is not None and item["points"] is None:
+            raise ValueError("labels were given without points; pass points=(P, 2) with the labels")
+        if item["boxes"] is not None:
+            parse_boxes(item["boxes"], hw, opts.box_format, opts.clip)
+        if item["points"] is not None:
+            parse_points(item["points"], item["labels"], hw, opts.clip)
+        if item["texts"] is not None:
+            parse_texts(item["texts"])
+    return sets
