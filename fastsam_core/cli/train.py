@@ -23,25 +23,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, help="COCO annotations .json or dataset .yaml")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/shapes")
-    p.add_argument("--weights", default=None,
-                   help="start from fastsam-s, fastsam-x, a .safetensors/.pt path, or 'scratch' (default)")
-    p.add_argument("--scale", default="n", choices=["n", "s", "m", "l", "x"], help="scale when from scratch")
-    p.add_argument("--num-classes", type=int, default=None, help="head classes (default: the dataset's)")
-    p.add_argument("--single-class", action="store_true", help="merge all categories into 'object' (FastSAM)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="start from fastsam-s, fastsam-x, a .safetensors/.pt path, or 'scratch' (default)",
+    )
+    p.add_argument(
+        "--scale", default="n", choices=["n", "s", "m", "l", "x"], help="scale when from scratch"
+    )
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="head classes (default: the dataset's)"
+    )
+    p.add_argument(
+        "--single-class", action="store_true", help="merge all categories into 'object' (FastSAM)"
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--imgsz", type=int, default=640, help="square training size, a multiple of 32")
-    p.add_argument("--batch", type=int, default=16, help="global batch size (split across processes)")
+    p.add_argument(
+        "--batch", type=int, default=16, help="global batch size (split across processes)"
+    )
     p.add_argument("--workers", type=int, default=0, help="data loading processes")
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: by optimizer)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate (default: by optimizer)"
+    )
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--warmup-epochs", type=float, default=3.0)
     p.add_argument("--schedule", default="cosine", choices=["cosine", "linear"])
     p.add_argument("--no-ema", action="store_true", help="disable the weight EMA")
-    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: CUDA)")
+    p.add_argument(
+        "--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: CUDA)"
+    )
     p.add_argument("--grad-clip", type=float, default=10.0)
-    p.add_argument("--freeze", type=_prefixes, default=(),
-                   help="comma-separated parameter prefixes to freeze, e.g. backbone or backbone,neck")
+    p.add_argument(
+        "--freeze",
+        type=_prefixes,
+        default=(),
+        help="comma-separated parameter prefixes to freeze, e.g. backbone or backbone,neck",
+    )
     p.add_argument("--close-mosaic", type=int, default=10, help="no mosaic in the last N epochs")
     p.add_argument("--mosaic", type=float, default=1.0, help="mosaic probability")
     p.add_argument("--no-augment", action="store_true", help="letterbox only")
@@ -66,14 +85,36 @@ def run(args: argparse.Namespace) -> int:
 
     augment = NO_AUGMENT if args.no_augment else AugmentConfig(mosaic=args.mosaic)
     cfg = TrainConfig(
-        data=args.data, out=args.out, weights=args.weights, scale=args.scale, num_classes=args.num_classes,
-        single_class=args.single_class, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-        workers=args.workers, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs, schedule=args.schedule, ema=not args.no_ema,
-        amp={"auto": None, "on": True, "off": False}[args.amp], grad_clip=args.grad_clip,
-        freeze=args.freeze, close_mosaic=args.close_mosaic, augment=augment, seed=args.seed,
-        device=args.device, save_every=args.save_every, max_steps=args.max_steps,
-        val_data=args.val_data, val_every=args.val_every, sync_bn=args.sync_bn, freeze_bn=args.freeze_bn, progress=not args.no_progress,
+        data=args.data,
+        out=args.out,
+        weights=args.weights,
+        scale=args.scale,
+        num_classes=args.num_classes,
+        single_class=args.single_class,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        workers=args.workers,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        schedule=args.schedule,
+        ema=not args.no_ema,
+        amp={"auto": None, "on": True, "off": False}[args.amp],
+        grad_clip=args.grad_clip,
+        freeze=args.freeze,
+        close_mosaic=args.close_mosaic,
+        augment=augment,
+        seed=args.seed,
+        device=args.device,
+        save_every=args.save_every,
+        max_steps=args.max_steps,
+        val_data=args.val_data,
+        val_every=args.val_every,
+        sync_bn=args.sync_bn,
+        freeze_bn=args.freeze_bn,
+        progress=not args.no_progress,
     )
     trainer = Trainer(cfg, resume=args.resume, force=args.force)
     try:

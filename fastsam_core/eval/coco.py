@@ -23,17 +23,29 @@ from fastsam_core.train.dataset import DatasetIndex, load_dataset, load_rgb, ras
 PredictFn = Callable[[np.ndarray], tuple[Any, Any, Any, Sequence[dict[str, Any]]]]
 
 STAT_NAMES = (
-    "map", "map50", "map75", "map_small", "map_medium", "map_large",
-    "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large",
+    "map",
+    "map50",
+    "map75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "ar1",
+    "ar10",
+    "ar100",
+    "ar_small",
+    "ar_medium",
+    "ar_large",
 )
 
 
 def _pycocotools() -> tuple[Any, Any]:
     try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
+        from pycocotools.coco import COCO  # type: ignore[import-untyped]
+        from pycocotools.cocoeval import COCOeval  # type: ignore[import-untyped]
     except ImportError as err:
-        raise ImportError("COCO evaluation needs pycocotools: pip install fastsam-core[eval]") from err
+        raise ImportError(
+            "COCO evaluation needs pycocotools: pip install fastsam-core[eval]"
+        ) from err
     return COCO, COCOeval
 
 
@@ -42,33 +54,54 @@ def ground_truth(index: DatasetIndex, class_agnostic: bool) -> dict[str, Any]:
     from fastsam_core.export.rle import encode_dense
 
     names = ("object",) if class_agnostic else index.class_names
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for record in index.records:
-        images.append({"id": record.image_id, "height": record.height, "width": record.width,
-                       "file_name": str(record.path)})
+        images.append(
+            {
+                "id": record.image_id,
+                "height": record.height,
+                "width": record.width,
+                "file_name": str(record.path),
+            }
+        )
         masks = rasterize_instances(record)  # (N, H0, W0)
         for inst, mask in zip(record.instances, masks):
             if not mask.any():
                 continue
             ys, xs = np.nonzero(mask)
             rle = encode_dense(mask)
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": record.image_id,
-                "category_id": 1 if class_agnostic else inst.class_id + 1,
-                "segmentation": _jsonable(rle), "area": float(mask.sum()), "iscrowd": 0,
-                "bbox": [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()),
-                         float(ys.max() + 1 - ys.min())],
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": record.image_id,
+                    "category_id": 1 if class_agnostic else inst.class_id + 1,
+                    "segmentation": _jsonable(rle),
+                    "area": float(mask.sum()),
+                    "iscrowd": 0,
+                    "bbox": [
+                        float(xs.min()),
+                        float(ys.min()),
+                        float(xs.max() + 1 - xs.min()),
+                        float(ys.max() + 1 - ys.min()),
+                    ],
+                }
+            )
     categories = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
 def _jsonable(rle: dict[str, Any]) -> dict[str, Any]:
     counts = rle["counts"]
-    return {"size": [int(v) for v in rle["size"]], "counts": counts.decode() if isinstance(counts, bytes) else counts}
+    return {
+        "size": [int(v) for v in rle["size"]],
+        "counts": counts.decode() if isinstance(counts, bytes) else counts,
+    }
 
 
-def predictions(index: DatasetIndex, predict: PredictFn, class_agnostic: bool) -> list[dict[str, Any]]:
+def predictions(
+    index: DatasetIndex, predict: PredictFn, class_agnostic: bool
+) -> list[dict[str, Any]]:
     """COCO result entries ("bbox" xywh, "segmentation" RLE, "score") for every image."""
     results = []
     for record in index.records:
@@ -82,10 +115,15 @@ def predictions(index: DatasetIndex, predict: PredictFn, class_agnostic: bool) -
                 f"{len(rles)} masks for {record.path}; they must have the same length"
             )
         for (x1, y1, x2, y2), score, cls, rle in zip(boxes, scores, class_ids, rles):
-            results.append({
-                "image_id": record.image_id, "category_id": 1 if class_agnostic else int(cls) + 1,
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score, "segmentation": _jsonable(rle),
-            })
+            results.append(
+                {
+                    "image_id": record.image_id,
+                    "category_id": 1 if class_agnostic else int(cls) + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": score,
+                    "segmentation": _jsonable(rle),
+                }
+            )
     return results
 
 
@@ -113,7 +151,10 @@ def coco_metrics(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str,
 
 
 def evaluate(
-    data: str | Path | DatasetIndex, predict: PredictFn, class_agnostic: bool = False, split: str = "val"
+    data: str | Path | DatasetIndex,
+    predict: PredictFn,
+    class_agnostic: bool = False,
+    split: str = "val",
 ) -> dict[str, float]:
     """COCO box and mask metrics of `predict` on a dataset (a file for `load_dataset`, or an index)."""
     _pycocotools()  # fail before running the model
@@ -151,5 +192,7 @@ def evaluate_model(
     from fastsam_core.predictor import Predictor
 
     _pycocotools()
-    predictor = Predictor(model, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, fuse=False)
+    predictor = Predictor(
+        model, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, fuse=False
+    )
     return evaluate(data, predictor_fn(predictor), class_agnostic=class_agnostic, split=split)

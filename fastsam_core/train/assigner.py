@@ -87,7 +87,7 @@ class TaskAlignedAssigner:
         Returns:
             An `Assignment`.
         """
-        B, A, nc = pred_scores.shape
+        B, A, _ = pred_scores.shape
         M = gt_boxes.shape[1]
         device = pred_scores.device
         if M == 0:
@@ -100,7 +100,9 @@ class TaskAlignedAssigner:
             )
         valid = gt_valid.bool()  # (B, M, 1)
         in_gts = self._anchors_inside(anchor_points, gt_boxes, valid)  # (B, M, A)
-        metric, overlaps = self._metrics(pred_scores, pred_boxes, gt_labels, gt_boxes, in_gts & valid)
+        metric, overlaps = self._metrics(
+            pred_scores, pred_boxes, gt_labels, gt_boxes, in_gts & valid
+        )
         in_topk = self._topk(metric, valid)  # (B, M, A)
         positive = in_topk & in_gts & valid  # (B, M, A)
 
@@ -137,10 +139,14 @@ class TaskAlignedAssigner:
         if self.min_box_side > 0:
             centre = (boxes[..., :2] + boxes[..., 2:]) / 2  # (B, M, 2)
             size = boxes[..., 2:] - boxes[..., :2]  # (B, M, 2)
-            size = torch.where((size < self.min_box_side) & valid, torch.full_like(size, self.min_box_side), size)
+            size = torch.where(
+                (size < self.min_box_side) & valid, torch.full_like(size, self.min_box_side), size
+            )
             boxes = torch.cat((centre - size / 2, centre + size / 2), -1)  # (B, M, 4)
         top_left, bottom_right = boxes.unsqueeze(2).chunk(2, 3)  # (B, M, 1, 2) each
-        deltas = torch.cat((anchor_points - top_left, bottom_right - anchor_points), -1)  # (B, M, A, 4)
+        deltas = torch.cat(
+            (anchor_points - top_left, bottom_right - anchor_points), -1
+        )  # (B, M, A, 4)
         return deltas.amin(-1) > self.eps
 
     def _metrics(

@@ -39,10 +39,14 @@ class AugmentConfig:
     translate: float = 0.1
 
     def without_mosaic(self) -> AugmentConfig:
-        return AugmentConfig(0.0, self.fliplr, self.hsv_h, self.hsv_s, self.hsv_v, self.scale, self.translate)
+        return AugmentConfig(
+            0.0, self.fliplr, self.hsv_h, self.hsv_s, self.hsv_v, self.scale, self.translate
+        )
 
 
-NO_AUGMENT = AugmentConfig(mosaic=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, scale=0.0, translate=0.0)
+NO_AUGMENT = AugmentConfig(
+    mosaic=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, scale=0.0, translate=0.0
+)
 
 
 def warp(
@@ -82,11 +86,15 @@ def warp(
     out_image = (out[0] + PAD_VALUE).round().clamp(0, 255).to(torch.uint8)  # (3, Ho, Wo)
     if masks.shape[0] == 0:
         return out_image, torch.zeros(0, Ho, Wo, dtype=torch.bool)
-    m = F.grid_sample(masks.float().unsqueeze(0), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    m = F.grid_sample(
+        masks.float().unsqueeze(0), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    )
     return out_image, m[0] > 0.5
 
 
-def fit_long_side(image: torch.Tensor, masks: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_long_side(
+    image: torch.Tensor, masks: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Resize so the longer side equals `size` (aspect kept), image bilinear, masks nearest."""
     _, H, W = image.shape
     r = size / max(H, W)
@@ -110,7 +118,15 @@ def mosaic4(
         image, masks = fit_long_side(image, masks, S)
         _, h, w = image.shape
         # Destination box on the canvas, clipped, and the matching source box.
-        x0, y0 = (xc - w, yc - h) if k == 0 else (xc, yc - h) if k == 1 else (xc - w, yc) if k == 2 else (xc, yc)
+        x0, y0 = (
+            (xc - w, yc - h)
+            if k == 0
+            else (xc, yc - h)
+            if k == 1
+            else (xc - w, yc)
+            if k == 2
+            else (xc, yc)
+        )
         dx0, dy0, dx1, dy1 = max(x0, 0), max(y0, 0), min(x0 + w, 2 * S), min(y0 + h, 2 * S)
         sx0, sy0 = dx0 - x0, dy0 - y0
         sx1, sy1 = sx0 + (dx1 - dx0), sy0 + (dy1 - dy0)
@@ -122,13 +138,20 @@ def mosaic4(
 
 
 def random_zoom_shift(
-    image: torch.Tensor, masks: torch.Tensor, size: int, base_scale: float, cfg: AugmentConfig,
+    image: torch.Tensor,
+    masks: torch.Tensor,
+    size: int,
+    base_scale: float,
+    cfg: AugmentConfig,
     rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale jitter and translation about the source centre into a (size, size) output."""
     _, H, W = image.shape
     zoom = rng.uniform(1 - cfg.scale, 1 + cfg.scale)
-    shift = (rng.uniform(-cfg.translate, cfg.translate) * size, rng.uniform(-cfg.translate, cfg.translate) * size)
+    shift = (
+        rng.uniform(-cfg.translate, cfg.translate) * size,
+        rng.uniform(-cfg.translate, cfg.translate) * size,
+    )
     return warp(image, masks, (size, size), base_scale * zoom, (W / 2, H / 2), shift)
 
 
@@ -137,7 +160,9 @@ def hsv_jitter(image: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator
     gains = rng.uniform(-1, 1, 3) * np.array([cfg.hsv_h, cfg.hsv_s, cfg.hsv_v]) + 1
     if not np.any(gains != 1):
         return image
-    hsv = np.array(Image.fromarray(image.permute(1, 2, 0).numpy()).convert("HSV"))  # (H, W, 3) uint8
+    hsv = np.array(
+        Image.fromarray(image.permute(1, 2, 0).numpy()).convert("HSV")
+    )  # (H, W, 3) uint8
     x = np.arange(256, dtype=np.float64)
     luts = (
         ((x * gains[0]) % 256).astype(np.uint8),

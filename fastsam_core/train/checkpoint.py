@@ -24,7 +24,9 @@ from fastsam_core.config import YoloSegConfig
 from fastsam_core.weights import CONFIG_KEY
 
 
-def save_weights(model: nn.Module, cfg: YoloSegConfig, path: str | Path, extra: dict[str, str] | None = None) -> None:
+def save_weights(
+    model: nn.Module, cfg: YoloSegConfig, path: str | Path, extra: dict[str, str] | None = None
+) -> None:
     """Write a model's state dict as safetensors with its config in the header."""
     from safetensors.torch import save_file
 
@@ -83,7 +85,9 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore weights, EMA, optimizer and scaler from `folder`; returns the JSON state."""
     folder = Path(folder)
-    needed = ["model.safetensors", "optimizer.pt", "state.json"] + (["ema.safetensors"] if ema is not None else [])
+    needed = ["model.safetensors", "optimizer.pt", "state.json"] + (
+        ["ema.safetensors"] if ema is not None else []
+    )
     missing = [n for n in needed if not (folder / n).is_file()]
     if missing:
         raise FileNotFoundError(f"checkpoint {folder} is incomplete: missing {missing}")

@@ -74,7 +74,10 @@ class DatasetIndex:
 
 
 def load_dataset(
-    path: str | Path, split: str = "train", single_class: bool = False, images_dir: str | Path | None = None
+    path: str | Path,
+    split: str = "train",
+    single_class: bool = False,
+    images_dir: str | Path | None = None,
 ) -> DatasetIndex:
     """Load a dataset from a COCO `.json` or a YOLO-seg / COCO `.yaml` description.
 
@@ -105,8 +108,12 @@ def load_coco(
         data = json.load(f)
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise ValueError(f"{json_path}: COCO file needs an {key!r} list, found keys {sorted(data)}")
-    root = Path(images_dir) if images_dir is not None else _coco_image_root(json_path, data["images"])
+            raise ValueError(
+                f"{json_path}: COCO file needs an {key!r} list, found keys {sorted(data)}"
+            )
+    root = (
+        Path(images_dir) if images_dir is not None else _coco_image_root(json_path, data["images"])
+    )
     categories = sorted(data["categories"], key=lambda c: c["id"])
     category_index = {c["id"]: i for i, c in enumerate(categories)}
 
@@ -163,7 +170,11 @@ def _coco_image_root(json_path: Path, images: list[dict[str, Any]]) -> Path:
 
 
 def _coco_instance(
-    ann: dict[str, Any], category_index: dict[int, int], height: int, width: int, skipped: Counter[str]
+    ann: dict[str, Any],
+    category_index: dict[int, int],
+    height: int,
+    width: int,
+    skipped: Counter[str],
 ) -> Instance | None:
     if ann.get("iscrowd", 0):
         skipped["crowd annotation"] += 1
@@ -201,13 +212,15 @@ def _coco_instance(
 
 def _load_yaml(path: Path, split: str, single_class: bool) -> DatasetIndex:
     try:
-        import yaml
+        import yaml  # type: ignore[import-untyped]
     except ImportError as err:  # pragma: no cover - pyyaml ships with most environments
         raise ImportError("reading a .yaml dataset needs PyYAML: pip install pyyaml") from err
     with open(path) as f:
         spec = yaml.safe_load(f) or {}
     if split not in spec:
-        raise ValueError(f"{path}: no {split!r} entry; expected keys 'train' and 'val', got {sorted(spec)}")
+        raise ValueError(
+            f"{path}: no {split!r} entry; expected keys 'train' and 'val', got {sorted(spec)}"
+        )
     root = Path(spec.get("path", path.parent))
     if not root.is_absolute():
         root = path.parent / root
@@ -218,11 +231,15 @@ def _load_yaml(path: Path, split: str, single_class: bool) -> DatasetIndex:
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
     if not names:
-        raise ValueError(f"{path}: a YOLO-seg dataset needs 'names' (a list or {{id: name}} mapping)")
+        raise ValueError(
+            f"{path}: a YOLO-seg dataset needs 'names' (a list or {{id: name}} mapping)"
+        )
     return load_yolo_seg(target, tuple(str(n) for n in names), single_class=single_class)
 
 
-def load_yolo_seg(images_dir: str | Path, class_names: tuple[str, ...], single_class: bool = False) -> DatasetIndex:
+def load_yolo_seg(
+    images_dir: str | Path, class_names: tuple[str, ...], single_class: bool = False
+) -> DatasetIndex:
     """Parse a YOLO-seg split: `.../images/x.jpg` with `.../labels/x.txt`, one object per line as
     `class x1 y1 x2 y2 ...` (coordinates normalised to [0, 1]). Images without a label file are
     background images."""
@@ -232,14 +249,18 @@ def load_yolo_seg(images_dir: str | Path, class_names: tuple[str, ...], single_c
     labels_dir = _labels_dir(images_dir)
     skipped: Counter[str] = Counter()
     records = []
-    for position, image_path in enumerate(sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)):
+    for position, image_path in enumerate(
+        sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    ):
         with Image.open(image_path) as img:
             width, height = img.size
         label_path = labels_dir / image_path.relative_to(images_dir).with_suffix(".txt")
         instances = []
         if label_path.is_file():
             for line_no, line in enumerate(label_path.read_text().splitlines(), 1):
-                inst = _yolo_instance(line, label_path, line_no, class_names, height, width, skipped)
+                inst = _yolo_instance(
+                    line, label_path, line_no, class_names, height, width, skipped
+                )
                 if inst is not None:
                     instances.append(inst)
         if not instances:
@@ -260,7 +281,12 @@ def _labels_dir(images_dir: Path) -> Path:
 
 
 def _yolo_instance(
-    line: str, label_path: Path, line_no: int, class_names: tuple[str, ...], height: int, width: int,
+    line: str,
+    label_path: Path,
+    line_no: int,
+    class_names: tuple[str, ...],
+    height: int,
+    width: int,
     skipped: Counter[str],
 ) -> Instance | None:
     values = line.split()
@@ -270,7 +296,9 @@ def _yolo_instance(
         class_id = int(values[0])
         coords = np.asarray([float(v) for v in values[1:]], dtype=np.float64)
     except ValueError as err:
-        raise ValueError(f"{label_path}:{line_no}: expected 'class x1 y1 x2 y2 ...', got {line!r}") from err
+        raise ValueError(
+            f"{label_path}:{line_no}: expected 'class x1 y1 x2 y2 ...', got {line!r}"
+        ) from err
     if not 0 <= class_id < len(class_names):
         raise ValueError(
             f"{label_path}:{line_no}: class id {class_id} is not in names (0..{len(class_names) - 1}); "
@@ -280,20 +308,33 @@ def _yolo_instance(
         skipped["polygon with < 3 points"] += 1
         return None
     pts = coords.reshape(-1, 2) * np.array([width, height])
-    if (pts[:, 0].max() <= 0 or pts[:, 1].max() <= 0 or pts[:, 0].min() >= width or pts[:, 1].min() >= height):
+    if (
+        pts[:, 0].max() <= 0
+        or pts[:, 1].max() <= 0
+        or pts[:, 0].min() >= width
+        or pts[:, 1].min() >= height
+    ):
         skipped["box outside the image or empty"] += 1
         return None
     return Instance(class_id, polygons=[pts])
 
 
 def _finish(
-    records: list[ImageRecord], names: tuple[str, ...], ids: tuple[int, ...], skipped: Counter[str],
-    source: Path, single_class: bool,
+    records: list[ImageRecord],
+    names: tuple[str, ...],
+    ids: tuple[int, ...],
+    skipped: Counter[str],
+    source: Path,
+    single_class: bool,
 ) -> DatasetIndex:
     if not records:
-        raise ValueError(f"{source}: the dataset has no images; check the file and the image folder")
+        raise ValueError(
+            f"{source}: the dataset has no images; check the file and the image folder"
+        )
     if sum(len(r.instances) for r in records) == 0:
-        raise ValueError(f"{source}: the dataset has {len(records)} images but no usable instances ({dict(skipped)})")
+        raise ValueError(
+            f"{source}: the dataset has {len(records)} images but no usable instances ({dict(skipped)})"
+        )
     if single_class:
         for r in records:
             for inst in r.instances:

@@ -22,7 +22,9 @@ class ModelEMA:
         updates: updates already done (when resuming).
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000.0, updates: int = 0) -> None:
+    def __init__(
+        self, model: nn.Module, decay: float = 0.9999, tau: float = 2000.0, updates: int = 0
+    ) -> None:
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay = decay
         self.tau = tau

@@ -58,7 +58,9 @@ class SegmentationDataset(Dataset):
         seed: base seed of every random choice.
     """
 
-    def __init__(self, index: DatasetIndex, imgsz: int, augment: AugmentConfig = NO_AUGMENT, seed: int = 0) -> None:
+    def __init__(
+        self, index: DatasetIndex, imgsz: int, augment: AugmentConfig = NO_AUGMENT, seed: int = 0
+    ) -> None:
         if imgsz % 32:
             raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
         self.index = index
@@ -78,7 +80,9 @@ class SegmentationDataset(Dataset):
 
     def _load(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         record = self.index.records[i]
-        image = torch.from_numpy(load_rgb(record).copy()).permute(2, 0, 1)  # (H0, W0, 3) -> (3, H0, W0)
+        image = torch.from_numpy(load_rgb(record).copy()).permute(
+            2, 0, 1
+        )  # (H0, W0, 3) -> (3, H0, W0)
         masks = torch.from_numpy(rasterize_instances(record))  # (N, H0, W0)
         classes = torch.tensor([inst.class_id for inst in record.instances], dtype=torch.long)
         return image, masks, classes
@@ -116,7 +120,9 @@ class SegmentationDataset(Dataset):
 def collate(samples: list[Sample]) -> tuple[torch.Tensor, SegTargets, list[int]]:
     """Samples -> (B, 3, S, S) float images in [0, 1], stacked `SegTargets`, record indices."""
     images = torch.stack([s.image for s in samples]).float() / 255  # (B, 3, S, S)
-    batch_idx = torch.cat([torch.full((len(s.classes),), b, dtype=torch.long) for b, s in enumerate(samples)])
+    batch_idx = torch.cat(
+        [torch.full((len(s.classes),), b, dtype=torch.long) for b, s in enumerate(samples)]
+    )
     targets = SegTargets(
         batch_idx=batch_idx,
         classes=torch.cat([s.classes for s in samples]),
@@ -126,7 +132,9 @@ def collate(samples: list[Sample]) -> tuple[torch.Tensor, SegTargets, list[int]]
     return images, targets, [s.index for s in samples]
 
 
-def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> list[list[int]]:
+def epoch_batches(
+    num_samples: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True
+) -> list[list[int]]:
     """The global batches of one epoch (last partial batch dropped), a pure function of its arguments."""
     if num_samples < batch_size:
         raise ValueError(

@@ -7,8 +7,8 @@ gains box 7.5 / cls 0.5 / dfl 1.5). Two switches select the 8.4.190 behaviour in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -41,7 +41,9 @@ class SegTargets:
     masks: torch.Tensor
 
     def to(self, device: torch.device | str) -> SegTargets:
-        return SegTargets(*(t.to(device) for t in (self.batch_idx, self.classes, self.boxes, self.masks)))
+        return SegTargets(
+            *(t.to(device) for t in (self.batch_idx, self.classes, self.boxes, self.masks))
+        )
 
 
 @dataclass
@@ -109,7 +111,12 @@ def crop_to_boxes(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     x1, y1, x2, y2 = boxes[:, :, None].unbind(1)  # 4 x (N, 1)
     cols = torch.arange(W, device=maps.device, dtype=boxes.dtype)[None, None, :]  # (1, 1, W)
     rows = torch.arange(H, device=maps.device, dtype=boxes.dtype)[None, :, None]  # (1, H, 1)
-    inside = (cols >= x1[:, :, None]) & (cols < x2[:, :, None]) & (rows >= y1[:, :, None]) & (rows < y2[:, :, None])
+    inside = (
+        (cols >= x1[:, :, None])
+        & (cols < x2[:, :, None])
+        & (rows >= y1[:, :, None])
+        & (rows < y2[:, :, None])
+    )
     return maps * inside
 
 
@@ -144,13 +151,17 @@ class YoloSegLoss(nn.Module):
     ) -> None:
         super().__init__()
         if seg_normalization not in ("per_image", "per_anchor"):
-            raise ValueError(f"seg_normalization must be 'per_image' or 'per_anchor', got {seg_normalization!r}")
+            raise ValueError(
+                f"seg_normalization must be 'per_image' or 'per_anchor', got {seg_normalization!r}"
+            )
         self.num_classes = num_classes
         self.reg_max = reg_max
         self.strides = strides
         self.box_gain, self.cls_gain, self.dfl_gain = box_gain, cls_gain, dfl_gain
         self.seg_normalization = seg_normalization
-        self.assigner = TaskAlignedAssigner(num_classes, topk, alpha, beta, min_box_side=min_box_side)
+        self.assigner = TaskAlignedAssigner(
+            num_classes, topk, alpha, beta, min_box_side=min_box_side
+        )
 
     def forward(
         self,
@@ -183,15 +194,23 @@ class YoloSegLoss(nn.Module):
         dtype = out.class_logits.dtype
         pred_dist = out.box_dist.permute(0, 2, 1)  # (B, A, 4R)
         pred_logits = out.class_logits.permute(0, 2, 1)  # (B, A, nc)
-        points, stride = make_anchors(out.feature_sizes, self.strides, device=device, dtype=dtype)  # (A,2), (A,1)
-        image_hw = torch.tensor(out.feature_sizes[0], device=device, dtype=dtype) * self.strides[0]  # (H, W)
+        points, stride = make_anchors(
+            out.feature_sizes, self.strides, device=device, dtype=dtype
+        )  # (A,2), (A,1)
+        image_hw = (
+            torch.tensor(out.feature_sizes[0], device=device, dtype=dtype) * self.strides[0]
+        )  # (H, W)
 
         bins = torch.arange(R, device=device, dtype=dtype)
         dist = out.box_dist.view(B, 4, R, A).softmax(2)  # (B, 4, R, A)
         dist = (dist * bins.view(1, 1, R, 1)).sum(2)  # (B, 4, A) expected distance, grid units
-        pred_boxes = dist2bbox(dist, points, xywh=False).permute(0, 2, 1)  # (B, A, 4) xyxy, grid units
+        pred_boxes = dist2bbox(dist, points, xywh=False).permute(
+            0, 2, 1
+        )  # (B, A, 4) xyxy, grid units
 
-        gt_labels, gt_boxes, gt_valid = self._pad_targets(targets, B, device)  # (B,M,1), (B,M,4), (B,M,1)
+        gt_labels, gt_boxes, gt_valid = self._pad_targets(
+            targets, B, device
+        )  # (B,M,1), (B,M,4), (B,M,1)
         assigned = self.assigner(
             pred_logits.detach().sigmoid(),
             (pred_boxes.detach() * stride).to(gt_boxes.dtype),
@@ -203,7 +222,9 @@ class YoloSegLoss(nn.Module):
         reduce = all_sum if all_sum is not None else (lambda t: t)
         score_sum = reduce(assigned.scores.sum()).clamp(min=1)
 
-        cls_loss = F.binary_cross_entropy_with_logits(pred_logits, assigned.scores.to(dtype), reduction="sum")
+        cls_loss = F.binary_cross_entropy_with_logits(
+            pred_logits, assigned.scores.to(dtype), reduction="sum"
+        )
         cls_loss = cls_loss / score_sum
 
         fg = assigned.foreground  # (B, A)
@@ -218,7 +239,12 @@ class YoloSegLoss(nn.Module):
         seg_loss = self._mask_loss(out, targets, assigned, image_hw, B * world_size, reduce)
 
         items = torch.stack(
-            (box_loss * self.box_gain, seg_loss * self.box_gain, cls_loss * self.cls_gain, dfl_loss * self.dfl_gain)
+            (
+                box_loss * self.box_gain,
+                seg_loss * self.box_gain,
+                cls_loss * self.cls_gain,
+                dfl_loss * self.dfl_gain,
+            )
         )
         return LossOutput(total=items.sum() * B * world_size, items=items.detach())
 
@@ -229,7 +255,9 @@ class YoloSegLoss(nn.Module):
         batch_idx = targets.batch_idx.to(device).long()
         N = batch_idx.numel()
         if N and (int(batch_idx.min()) < 0 or int(batch_idx.max()) >= batch_size):
-            raise ValueError(f"targets.batch_idx must lie in [0, {batch_size}), got {batch_idx.unique().tolist()}")
+            raise ValueError(
+                f"targets.batch_idx must lie in [0, {batch_size}), got {batch_idx.unique().tolist()}"
+            )
         if N and (int(targets.classes.min()) < 0 or int(targets.classes.max()) >= self.num_classes):
             raise ValueError(
                 f"target class ids must lie in [0, {self.num_classes}), got {targets.classes.unique().tolist()}; "
@@ -261,7 +289,7 @@ class YoloSegLoss(nn.Module):
     ) -> torch.Tensor:
         """Per-anchor BCE of `coeffs @ protos` against the assigned gt mask, cropped to its box."""
         protos, coeffs = out.protos, out.mask_coeffs  # (B, K, Hp, Wp), (B, K, A)
-        B, K, Hp, Wp = protos.shape
+        B, _, Hp, Wp = protos.shape
         fg, gt_index, boxes = assigned.foreground, assigned.gt_index, assigned.boxes
         num_fg = reduce(fg.sum())  # before any early return: every rank must join the reduction
         if not bool(fg.any()):
@@ -272,8 +300,12 @@ class YoloSegLoss(nn.Module):
             masks = F.interpolate(masks[None], (Hp, Wp), mode="nearest")[0]
         batch_idx = targets.batch_idx.to(protos.device).long()
         boxes_norm = boxes / image_hw[[1, 0, 1, 0]]  # (B, A, 4) in [0, 1]
-        areas = (boxes_norm[..., 2] - boxes_norm[..., 0]) * (boxes_norm[..., 3] - boxes_norm[..., 1])  # (B, A)
-        boxes_proto = boxes_norm * torch.tensor([Wp, Hp, Wp, Hp], device=protos.device, dtype=boxes.dtype)
+        areas = (boxes_norm[..., 2] - boxes_norm[..., 0]) * (
+            boxes_norm[..., 3] - boxes_norm[..., 1]
+        )  # (B, A)
+        boxes_proto = boxes_norm * torch.tensor(
+            [Wp, Hp, Wp, Hp], device=protos.device, dtype=boxes.dtype
+        )
 
         total = protos.new_zeros(())
         for b in range(B):
@@ -281,10 +313,16 @@ class YoloSegLoss(nn.Module):
             if not bool(fg_b.any()):
                 continue
             gt_masks = masks[batch_idx == b][gt_index[b][fg_b]]  # (P, Hp, Wp)
-            logits = torch.einsum("kp,khw->phw", coeffs[b][:, fg_b], protos[b])  # (K, P) x (K, Hp, Wp) -> (P, Hp, Wp)
+            logits = torch.einsum(
+                "kp,khw->phw", coeffs[b][:, fg_b], protos[b]
+            )  # (K, P) x (K, Hp, Wp) -> (P, Hp, Wp)
             bce = F.binary_cross_entropy_with_logits(logits, gt_masks, reduction="none")
-            per_anchor = crop_to_boxes(bce, boxes_proto[b][fg_b]).mean((1, 2)) / areas[b][fg_b]  # (P,)
-            total = total + (per_anchor.mean() if self.seg_normalization == "per_image" else per_anchor.sum())
+            per_anchor = (
+                crop_to_boxes(bce, boxes_proto[b][fg_b]).mean((1, 2)) / areas[b][fg_b]
+            )  # (P,)
+            total = total + (
+                per_anchor.mean() if self.seg_normalization == "per_image" else per_anchor.sum()
+            )
         if self.seg_normalization == "per_image":
             return total / global_batch
         return total / num_fg

@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-CATEGORIES = [{"id": 1, "name": "circle"}, {"id": 2, "name": "rectangle"}, {"id": 3, "name": "triangle"}]
+CATEGORIES = [
+    {"id": 1, "name": "circle"},
+    {"id": 2, "name": "rectangle"},
+    {"id": 3, "name": "triangle"},
+]
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -29,15 +34,22 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _shape_polygon(kind: int, cx: float, cy: float, r: float, rng: np.random.Generator) -> list[tuple[float, float]]:
+def _shape_polygon(
+    kind: int, cx: float, cy: float, r: float, rng: np.random.Generator
+) -> list[tuple[float, float]]:
     if kind == 1:  # circle as a 32-gon
-        return [(cx + r * math.cos(t), cy + r * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 32, endpoint=False)]
+        return [
+            (cx + r * math.cos(t), cy + r * math.sin(t))
+            for t in np.linspace(0, 2 * math.pi, 32, endpoint=False)
+        ]
     rot = rng.uniform(0, 2 * math.pi)
     if kind == 2:  # rectangle, random aspect and rotation
         a, b = r, r * rng.uniform(0.5, 1.0)
         corners = [(-a, -b), (a, -b), (a, b), (-a, b)]
     else:  # triangle
-        corners = [(r * math.cos(t), r * math.sin(t)) for t in (0, 2 * math.pi / 3, 4 * math.pi / 3)]
+        corners = [
+            (r * math.cos(t), r * math.sin(t)) for t in (0, 2 * math.pi / 3, 4 * math.pi / 3)
+        ]
     c, s = math.cos(rot), math.sin(rot)
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in corners]
 
@@ -68,7 +80,8 @@ def make_synthetic_dataset(
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     H, W = image_size
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id in range(1, num_images + 1):
         canvas = Image.fromarray(_background(rng, H, W))
         draw = ImageDraw.Draw(canvas)
@@ -91,17 +104,29 @@ def make_synthetic_dataset(
             ImageDraw.Draw(mask_img).polygon(poly, fill=1, outline=1)
             mask = np.asarray(mask_img, dtype=bool)
             ys, xs = np.nonzero(mask)
-            bbox = [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min())]
+            bbox = [
+                float(xs.min()),
+                float(ys.min()),
+                float(xs.max() + 1 - xs.min()),
+                float(ys.max() + 1 - ys.min()),
+            ]
             if rng.random() < rle_fraction:
                 segmentation: object = encode_dense(mask)
                 if isinstance(segmentation["counts"], bytes):  # type: ignore[index]
                     segmentation["counts"] = segmentation["counts"].decode()  # type: ignore[index]
             else:
                 segmentation = [[v for xy in poly for v in xy]]
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": kind,
-                "segmentation": segmentation, "bbox": bbox, "area": float(mask.sum()), "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": kind,
+                    "segmentation": segmentation,
+                    "bbox": bbox,
+                    "area": float(mask.sum()),
+                    "iscrowd": 0,
+                }
+            )
         file_name = f"{image_id:05d}.png"
         canvas.save(out_dir / "images" / file_name)
         images.append({"id": image_id, "file_name": file_name, "height": H, "width": W})

@@ -140,7 +140,9 @@ def build_training_model(
     mask branches are kept).
     """
     if weights is None or weights == "scratch":
-        cfg = yolov8_seg_config(scale, num_classes=num_classes, class_names=class_names, imgsz=imgsz)
+        cfg = yolov8_seg_config(
+            scale, num_classes=num_classes, class_names=class_names, imgsz=imgsz
+        )
         return build_model(cfg), ["all (from scratch)"]
     from fastsam_core.weights import load_model
 
@@ -154,7 +156,9 @@ def build_training_model(
     model = build_model(cfg)
     src_state = source.state_dict()
     own_state = model.state_dict()
-    fitting = {k: v for k, v in src_state.items() if k in own_state and own_state[k].shape == v.shape}
+    fitting = {
+        k: v for k, v in src_state.items() if k in own_state and own_state[k].shape == v.shape
+    }
     model.load_state_dict(fitting, strict=False)
     reinitialised = sorted(k for k in own_state if k not in fitting)
     return model, reinitialised
@@ -202,30 +206,54 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
         torch.manual_seed(cfg.seed)
-        model, self.reinitialised = build_training_model(cfg.weights, cfg.scale, num_classes, names, cfg.imgsz)
+        model, self.reinitialised = build_training_model(
+            cfg.weights, cfg.scale, num_classes, names, cfg.imgsz
+        )
         self.model_cfg: YoloSegConfig = model.cfg
         self._freeze(model)
         self.model = model.to(self.device)
         self._train_mode()
         self.criterion = YoloSegLoss(
-            num_classes, self.model_cfg.reg_max, seg_normalization=cfg.seg_normalization,
+            num_classes,
+            self.model_cfg.reg_max,
+            seg_normalization=cfg.seg_normalization,
             min_box_side=cfg.min_box_side,
         )
-        lr = cfg.lr if cfg.lr is not None else (0.01 if cfg.optimizer == "sgd" else 0.002 * 5 / (4 + num_classes))
-        self.optimizer = build_optimizer(self.model, cfg.optimizer, lr, cfg.momentum, cfg.weight_decay)
-        bias_lr = cfg.warmup_bias_lr if cfg.warmup_bias_lr is not None else (0.1 if cfg.optimizer == "sgd" else 0.0)
+        lr = (
+            cfg.lr
+            if cfg.lr is not None
+            else (0.01 if cfg.optimizer == "sgd" else 0.002 * 5 / (4 + num_classes))
+        )
+        self.optimizer = build_optimizer(
+            self.model, cfg.optimizer, lr, cfg.momentum, cfg.weight_decay
+        )
+        bias_lr = (
+            cfg.warmup_bias_lr
+            if cfg.warmup_bias_lr is not None
+            else (0.1 if cfg.optimizer == "sgd" else 0.0)
+        )
         self.schedule = LRSchedule(
-            lr=lr, total_steps=self.total_steps, warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch),
-            final_fraction=cfg.final_lr_fraction, shape=cfg.schedule, momentum=cfg.momentum,
+            lr=lr,
+            total_steps=self.total_steps,
+            warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch),
+            final_fraction=cfg.final_lr_fraction,
+            shape=cfg.schedule,
+            momentum=cfg.momentum,
             warmup_bias_lr=bias_lr,
         )
         self.ema = ModelEMA(self.model, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None
         self.use_amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.use_amp and self.device.type == "cuda"
+        )
         self.step = 0
         if resume:
             state = load_checkpoint(
-                self.out / "last", self.model, self.optimizer, self.ema.module if self.ema else None, self.scaler
+                self.out / "last",
+                self.model,
+                self.optimizer,
+                self.ema.module if self.ema else None,
+                self.scaler,
             )
             self.step = int(state["step"])
             if self.ema:
@@ -234,7 +262,9 @@ class Trainer:
             logger.info("resumed %s at step %d", self.out, self.step)
         self.train_model: nn.Module = self.model
         if cfg.sync_bn and self.device.type != "cuda":
-            raise ValueError("sync_bn needs CUDA devices (PyTorch's SyncBatchNorm); drop it or use freeze_bn on CPU")
+            raise ValueError(
+                "sync_bn needs CUDA devices (PyTorch's SyncBatchNorm); drop it or use freeze_bn on CPU"
+            )
         if self.dist.enabled:
             if cfg.sync_bn:
                 self.train_model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -252,7 +282,18 @@ class Trainer:
                 raise FileNotFoundError(f"cannot resume: {self.out / 'last'} holds no checkpoint")
             saved = TrainConfig.from_dict(json.loads((self.out / "args.json").read_text()))
             changed = {
-                k for k in ("data", "weights", "scale", "epochs", "imgsz", "batch", "seed", "optimizer", "lr")
+                k
+                for k in (
+                    "data",
+                    "weights",
+                    "scale",
+                    "epochs",
+                    "imgsz",
+                    "batch",
+                    "seed",
+                    "optimizer",
+                    "lr",
+                )
                 if getattr(saved, k) != getattr(self.cfg, k)
             }
             if changed:
@@ -280,7 +321,9 @@ class Trainer:
             matched = [n for n in names if n == prefix or n.startswith(prefix + ".")]
             if not matched:
                 tops = sorted({n.split(".")[0] for n in names})
-                raise ValueError(f"freeze prefix {prefix!r} matches no parameter; try one of {tops} or a sub-path")
+                raise ValueError(
+                    f"freeze prefix {prefix!r} matches no parameter; try one of {tops} or a sub-path"
+                )
             for n, p in model.named_parameters():
                 if n in matched:
                     p.requires_grad_(False)
@@ -297,7 +340,11 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if not self.dist.is_main or not path.exists():
             return
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line and json.loads(line).get("step", 0) <= step
+        ]
         path.write_text("".join(line + "\n" for line in kept))
 
     # -- the loop --------------------------------------------------------------------------------
@@ -310,13 +357,21 @@ class Trainer:
     def _save(self, epoch: int) -> None:
         if self.dist.is_main:
             state = {
-                "step": self.step, "epoch": epoch, "ema_updates": self.ema.updates if self.ema else 0,
-                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+                "step": self.step,
+                "epoch": epoch,
+                "ema_updates": self.ema.updates if self.ema else 0,
+                "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps,
                 "reinitialised": self.reinitialised[:50],
             }
             save_checkpoint(
-                self.out / "last", self.model, self.model_cfg, self.optimizer, state,
-                self.ema.module if self.ema else None, self.scaler if self.scaler.is_enabled() else None,
+                self.out / "last",
+                self.model,
+                self.model_cfg,
+                self.optimizer,
+                state,
+                self.ema.module if self.ema else None,
+                self.scaler if self.scaler.is_enabled() else None,
             )
         barrier(self.dist)
 
@@ -329,8 +384,11 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             out = self.train_model(images)
         out = dataclasses.replace(
-            out, box_dist=out.box_dist.float(), class_logits=out.class_logits.float(),
-            mask_coeffs=out.mask_coeffs.float(), protos=out.protos.float(),
+            out,
+            box_dist=out.box_dist.float(),
+            class_logits=out.class_logits.float(),
+            mask_coeffs=out.mask_coeffs.float(),
+            protos=out.protos.float(),
         )
         # Under DDP the loss normalisers are summed over ranks, so the ranks' loss shares add up to
         # the single-process loss of the global batch; DDP averages gradients, so scale back by the
@@ -351,7 +409,7 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until `epochs` (or `max_steps`); returns the last epoch's summary."""
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
 
         cfg, rank, world = self.cfg, self.dist.rank, self.dist.world_size
         local_batch = cfg.batch // world
@@ -364,33 +422,59 @@ class Trainer:
                 local = [b[rank * local_batch : (rank + 1) * local_batch] for b in batches]
                 done = self.step - epoch * self.steps_per_epoch
                 loader = torch.utils.data.DataLoader(
-                    self.dataset, batch_sampler=local[done:], collate_fn=collate, num_workers=cfg.workers,
+                    self.dataset,
+                    batch_sampler=local[done:],
+                    collate_fn=collate,
+                    num_workers=cfg.workers,
                     persistent_workers=False,
                 )
-                bar = tqdm(total=self.steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                           disable=not (cfg.progress and self.dist.is_main), leave=False)
+                bar = tqdm(
+                    total=self.steps_per_epoch,
+                    initial=done,
+                    desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                    disable=not (cfg.progress and self.dist.is_main),
+                    leave=False,
+                )
                 sums, count = torch.zeros(4), 0
                 for images, targets, _ in loader:
                     items = self.train_step(images, targets).cpu()
                     sums, count = sums + items, count + 1
-                    record = {"step": self.step, "epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"],
-                              **{n: round(float(v), 6) for n, v in zip(LOSS_NAMES, items)}}
+                    record = {
+                        "step": self.step,
+                        "epoch": epoch,
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        **{n: round(float(v), 6) for n, v in zip(LOSS_NAMES, items)},
+                    }
                     self._log(record)
-                    bar.set_postfix({n.split("_")[0]: f"{float(v):.3f}" for n, v in zip(LOSS_NAMES, items)})
+                    bar.set_postfix(
+                        {n.split("_")[0]: f"{float(v):.3f}" for n, v in zip(LOSS_NAMES, items)}
+                    )
                     bar.update(1)
                     if cfg.save_every and self.step % cfg.save_every == 0:
                         self._save(epoch)
                     if cfg.max_steps is not None and self.step >= cfg.max_steps:
                         break
                 bar.close()
-                summary = {"epoch": epoch, "step": self.step, "time_s": round(time.perf_counter() - start, 2),
-                           **{f"mean_{n}": round(float(v), 6) for n, v in zip(LOSS_NAMES, sums / max(count, 1))}}
+                summary = {
+                    "epoch": epoch,
+                    "step": self.step,
+                    "time_s": round(time.perf_counter() - start, 2),
+                    **{
+                        f"mean_{n}": round(float(v), 6)
+                        for n, v in zip(LOSS_NAMES, sums / max(count, 1))
+                    },
+                }
                 if cfg.max_steps is not None and self.step >= cfg.max_steps:
                     self._save(epoch)
                     self._log({**summary, "stopped": "max_steps"})
                     return summary
                 self._save(epoch)
-                if cfg.val_data and cfg.val_every and (epoch + 1) % cfg.val_every == 0 and self.dist.is_main:
+                if (
+                    cfg.val_data
+                    and cfg.val_every
+                    and (epoch + 1) % cfg.val_every == 0
+                    and self.dist.is_main
+                ):
                     summary["val"] = self.validate(cfg.val_data)
                 self._log(summary)
                 if self.dist.is_main:
@@ -410,8 +494,13 @@ class Trainer:
         from fastsam_core.eval.coco import evaluate_model
 
         model = self.ema.module if self.ema else self.model
-        metrics = evaluate_model(model, data, imgsz=self.cfg.imgsz, device=self.device,
-                                 class_agnostic=self.model_cfg.num_classes == 1)
+        metrics = evaluate_model(
+            model,
+            data,
+            imgsz=self.cfg.imgsz,
+            device=self.device,
+            class_agnostic=self.model_cfg.num_classes == 1,
+        )
         self._train_mode()
         return metrics
 

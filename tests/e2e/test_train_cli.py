@@ -12,25 +12,62 @@ from fastsam_core.train.synthetic import make_synthetic_dataset
 
 
 def _fastsam(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastsam_core", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fastsam_core", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 def test_train_then_eval(tmp_path):
     pytest.importorskip("pycocotools", reason="needs the `eval` extra")
-    data = make_synthetic_dataset(tmp_path / "data", num_images=4, image_size=(64, 64), max_objects=2, seed=2)
-    train = ["train", "--data", str(data), "--out", "run", "--imgsz", "64", "--batch", "2", "--epochs", "1",
-             "--no-progress", "--single-class"]
+    data = make_synthetic_dataset(
+        tmp_path / "data", num_images=4, image_size=(64, 64), max_objects=2, seed=2
+    )
+    train = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        "run",
+        "--imgsz",
+        "64",
+        "--batch",
+        "2",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--single-class",
+    ]
     proc = _fastsam(*train, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "weights: run/weights.safetensors" in proc.stdout
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3  # 2 steps + 1 epoch line
+    assert (
+        len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
+    )  # 2 steps + 1 epoch line
 
     again = _fastsam(*train, cwd=tmp_path)
-    assert again.returncode == 1 and "already exists; pass --resume to continue it or --force" in again.stderr
+    assert (
+        again.returncode == 1
+        and "already exists; pass --resume to continue it or --force" in again.stderr
+    )
 
-    proc = _fastsam("eval", "--data", str(data), "--model", "run/weights.safetensors", "--imgsz", "64",
-                    "--class-agnostic", "--json", "metrics.json", cwd=tmp_path)
+    proc = _fastsam(
+        "eval",
+        "--data",
+        str(data),
+        "--model",
+        "run/weights.safetensors",
+        "--imgsz",
+        "64",
+        "--class-agnostic",
+        "--json",
+        "metrics.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "mask_map50" in proc.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -40,4 +77,7 @@ def test_train_then_eval(tmp_path):
 def test_train_reports_bad_data_in_one_line(tmp_path):
     proc = _fastsam("train", "--data", "missing.json", "--out", "run", cwd=tmp_path)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "fastsam train: error: dataset file missing.json does not exist; pass a COCO .json or a .yaml"
+    assert (
+        proc.stderr.strip()
+        == "fastsam train: error: dataset file missing.json does not exist; pass a COCO .json or a .yaml"
+    )

@@ -43,7 +43,9 @@ def _oracle_criterion(ultralytics_loss_module, num_classes: int, reg_max: int):
 
     model = SegmentationModel("yolov8n-seg.yaml", nc=num_classes, verbose=False)
     model.model[-1].reg_max = reg_max  # the criterion only reads the attribute
-    model.args = SimpleNamespace(box=7.5, cls=0.5, dfl=1.5, overlap_mask=False)  # FastSAM's settings
+    model.args = SimpleNamespace(
+        box=7.5, cls=0.5, dfl=1.5, overlap_mask=False
+    )  # FastSAM's settings
     return ultralytics_loss_module.v8SegmentationLoss(model)
 
 
@@ -68,9 +70,15 @@ def _batch(num_classes: int, counts: list[int], min_side: int, seed: int) -> Seg
             boxes.append(box)
             masks.append(mask.float())
     if not boxes:
-        return SegTargets(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
-                          torch.zeros(0, 4), torch.zeros(0, Hp, Wp))
-    return SegTargets(torch.tensor(batch_idx), torch.tensor(classes), torch.stack(boxes), torch.stack(masks))
+        return SegTargets(
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, 4),
+            torch.zeros(0, Hp, Wp),
+        )
+    return SegTargets(
+        torch.tensor(batch_idx), torch.tensor(classes), torch.stack(boxes), torch.stack(masks)
+    )
 
 
 def _outputs(num_classes: int, reg_max: int, batch_size: int, seed: int):
@@ -86,13 +94,29 @@ def _outputs(num_classes: int, reg_max: int, batch_size: int, seed: int):
 
 def _oracle_inputs(out, targets: SegTargets):
     feats = [torch.zeros(out.box_dist.shape[0], 1, h, w) for h, w in out.feature_sizes]
-    preds = {"boxes": out.box_dist, "scores": out.class_logits, "feats": feats,
-             "mask_coefficient": out.mask_coeffs, "proto": out.protos}
+    preds = {
+        "boxes": out.box_dist,
+        "scores": out.class_logits,
+        "feats": feats,
+        "mask_coefficient": out.mask_coeffs,
+        "proto": out.protos,
+    }
     xyxy = targets.boxes
-    xywh = torch.stack(((xyxy[:, 0] + xyxy[:, 2]) / 2 / W, (xyxy[:, 1] + xyxy[:, 3]) / 2 / H,
-                        (xyxy[:, 2] - xyxy[:, 0]) / W, (xyxy[:, 3] - xyxy[:, 1]) / H), 1)
-    batch = {"batch_idx": targets.batch_idx.float(), "cls": targets.classes.float().view(-1, 1),
-             "bboxes": xywh, "masks": targets.masks}
+    xywh = torch.stack(
+        (
+            (xyxy[:, 0] + xyxy[:, 2]) / 2 / W,
+            (xyxy[:, 1] + xyxy[:, 3]) / 2 / H,
+            (xyxy[:, 2] - xyxy[:, 0]) / W,
+            (xyxy[:, 3] - xyxy[:, 1]) / H,
+        ),
+        1,
+    )
+    batch = {
+        "batch_idx": targets.batch_idx.float(),
+        "cls": targets.classes.float().view(-1, 1),
+        "bboxes": xywh,
+        "masks": targets.masks,
+    }
     return preds, batch
 
 
@@ -108,7 +132,9 @@ CASES = [  # (num_classes, reg_max, instances per image)
 def test_matches_ultralytics_8_4_190(ultralytics_loss_module, num_classes, reg_max, counts):
     out = _outputs(num_classes, reg_max, len(counts), seed=reg_max + num_classes)
     targets = _batch(num_classes, counts, min_side=6, seed=len(counts) + reg_max)  # some sides < 16
-    ours = YoloSegLoss(num_classes, reg_max, seg_normalization="per_anchor", min_box_side=16)(out, targets)
+    ours = YoloSegLoss(num_classes, reg_max, seg_normalization="per_anchor", min_box_side=16)(
+        out, targets
+    )
     criterion = _oracle_criterion(ultralytics_loss_module, num_classes, reg_max)
     preds, batch = _oracle_inputs(out, targets)
     total, _ = criterion(preds, batch)
@@ -142,8 +168,13 @@ def test_default_is_8_0_120(ultralytics_loss_module, num_classes, reg_max, count
             area = (norm[:, 2] - norm[:, 0]) * (norm[:, 3] - norm[:, 1])
             gt = targets.masks[targets.batch_idx == b][gt_index[b][fg[b]]]
             coeffs = out.mask_coeffs[b].T[fg[b]]
-            seg = seg + criterion.single_mask_loss(gt, coeffs, out.protos[b], norm * torch.tensor([Wp, Hp, Wp, Hp]),
-                                                   area) / fg[b].sum()
+            seg = (
+                seg
+                + criterion.single_mask_loss(
+                    gt, coeffs, out.protos[b], norm * torch.tensor([Wp, Hp, Wp, Hp]), area
+                )
+                / fg[b].sum()
+            )
     seg = seg * 7.5 / B
     expected = torch.stack((oracle[0], seg, oracle[2], oracle[3]))
     diff = (ours.items - expected).abs()

@@ -17,7 +17,9 @@ pytest.importorskip("pycocotools", reason="needs the `eval` extra")
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
-    path = make_synthetic_dataset(tmp_path_factory.mktemp("eval"), num_images=4, image_size=(64, 64), seed=4)
+    path = make_synthetic_dataset(
+        tmp_path_factory.mktemp("eval"), num_images=4, image_size=(64, 64), seed=4
+    )
     return load_dataset(path)
 
 
@@ -37,7 +39,12 @@ def _oracle_predictor(index, drop_every: int = 0, wrong_class: bool = False, shi
             boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
             rles.append(encode_dense(mask))
         classes = [(record.instances[i].class_id + (1 if wrong_class else 0)) % 3 for i in keep]
-        return np.array(boxes, dtype=float).reshape(-1, 4), np.linspace(1, 0.5, len(keep)), classes, rles
+        return (
+            np.array(boxes, dtype=float).reshape(-1, 4),
+            np.linspace(1, 0.5, len(keep)),
+            classes,
+            rles,
+        )
 
     return predict
 
@@ -49,7 +56,9 @@ def test_perfect_predictions_score_one(index):
 
 
 def test_wrong_classes_score_zero_unless_class_agnostic(index):
-    assert evaluate(index, _oracle_predictor(index, wrong_class=True))["mask_map50"] == pytest.approx(0.0)
+    assert evaluate(index, _oracle_predictor(index, wrong_class=True))[
+        "mask_map50"
+    ] == pytest.approx(0.0)
     agnostic = evaluate(index, _oracle_predictor(index, wrong_class=True), class_agnostic=True)
     assert agnostic["mask_map50"] == pytest.approx(1.0)
     assert [c["name"] for c in ground_truth(index, True)["categories"]] == ["object"]

@@ -45,11 +45,17 @@ def test_ciou_alpha_has_no_gradient():
 def test_dfl_is_cross_entropy_at_integer_targets():
     logits = torch.randn(6, 4, 16)
     target = torch.randint(0, 15, (6, 4)).float()
-    ce = F.cross_entropy(logits.reshape(-1, 16), target.long().flatten(), reduction="none").view(6, 4)
-    assert torch.allclose(distribution_focal_loss(logits, target).squeeze(-1), ce.mean(-1), atol=1e-6)
+    ce = F.cross_entropy(logits.reshape(-1, 16), target.long().flatten(), reduction="none").view(
+        6, 4
+    )
+    assert torch.allclose(
+        distribution_focal_loss(logits, target).squeeze(-1), ce.mean(-1), atol=1e-6
+    )
     # Halfway between bins: the mean of both cross-entropies.
     half = distribution_focal_loss(logits, target + 0.5).squeeze(-1)
-    ce_right = F.cross_entropy(logits.reshape(-1, 16), target.long().flatten() + 1, reduction="none").view(6, 4)
+    ce_right = F.cross_entropy(
+        logits.reshape(-1, 16), target.long().flatten() + 1, reduction="none"
+    ).view(6, 4)
     assert torch.allclose(half, ((ce + ce_right) / 2).mean(-1), atol=1e-6)
 
 
@@ -81,14 +87,23 @@ def test_assigner_picks_anchors_inside_the_box_and_ignores_padding():
     assert a.foreground.sum() == 4 and (a.foreground[0] <= inside).all()
     assert (a.gt_index[0][a.foreground[0]] == 0).all() and (a.labels[0][a.foreground[0]] == 1).all()
     # Perfect boxes: every positive anchor's soft score is the gt's best IoU (1) in its class column.
-    assert torch.allclose(a.scores[0][a.foreground[0]], torch.tensor([0.0, 1.0]).expand(4, 2), atol=1e-5)
+    assert torch.allclose(
+        a.scores[0][a.foreground[0]], torch.tensor([0.0, 1.0]).expand(4, 2), atol=1e-5
+    )
     assert a.scores[0][~a.foreground[0]].abs().sum() == 0
 
 
 def test_assigner_min_box_side_widens_tiny_boxes():
     points = torch.tensor([[4.0, 4.0], [12.0, 4.0]])
     gt = torch.tensor([[[10.0, 2.0, 11.0, 6.0]]])  # 1 px wide: no anchor centre inside
-    args = (torch.full((1, 2, 1), 0.5), gt.expand(1, 2, 4), points, torch.zeros(1, 1, 1), gt, torch.ones(1, 1, 1))
+    args = (
+        torch.full((1, 2, 1), 0.5),
+        gt.expand(1, 2, 4),
+        points,
+        torch.zeros(1, 1, 1),
+        gt,
+        torch.ones(1, 1, 1),
+    )
     assert TaskAlignedAssigner(1).__call__(*args).foreground.sum() == 0
     assert TaskAlignedAssigner(1, min_box_side=16).__call__(*args).foreground.sum() == 2
 
@@ -103,13 +118,21 @@ def outputs():
 
 def _targets(with_objects: bool) -> SegTargets:
     if not with_objects:
-        return SegTargets(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, 4),
-                          torch.zeros(0, 16, 24))
+        return SegTargets(
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, 4),
+            torch.zeros(0, 16, 24),
+        )
     masks = torch.zeros(2, 16, 24)
     masks[0, 2:10, 3:12] = 1
     masks[1, 5:15, 10:20] = 1
-    return SegTargets(torch.tensor([0, 1]), torch.tensor([1, 0]),
-                      torch.tensor([[12.0, 8.0, 48.0, 40.0], [40.0, 20.0, 80.0, 60.0]]), masks)
+    return SegTargets(
+        torch.tensor([0, 1]),
+        torch.tensor([1, 0]),
+        torch.tensor([[12.0, 8.0, 48.0, 40.0], [40.0, 20.0, 80.0, 60.0]]),
+        masks,
+    )
 
 
 def test_loss_without_targets_trains_only_background_but_touches_every_parameter(outputs):
@@ -130,7 +153,12 @@ def test_loss_with_targets_backpropagates_into_all_branches(outputs):
     assert (loss.items > 0).all() and torch.isclose(loss.total, loss.items.sum() * 2)
     loss.total.backward()
     head = model.head
-    for branch in (head.box_branch[0][-1], head.class_branch[0][-1], head.coeff_branch[0][-1], head.proto.conv3.conv):
+    for branch in (
+        head.box_branch[0][-1],
+        head.class_branch[0][-1],
+        head.coeff_branch[0][-1],
+        head.proto.conv3.conv,
+    ):
         assert branch.weight.grad.abs().sum() > 0
 
 
@@ -139,7 +167,9 @@ def test_masks_of_another_size_are_resized_to_the_prototypes(outputs):
     with torch.no_grad():
         out = model(images)
     t = _targets(True)
-    big = SegTargets(t.batch_idx, t.classes, t.boxes, t.masks.repeat_interleave(4, 1).repeat_interleave(4, 2))
+    big = SegTargets(
+        t.batch_idx, t.classes, t.boxes, t.masks.repeat_interleave(4, 1).repeat_interleave(4, 2)
+    )
     assert torch.allclose(YoloSegLoss(2)(out, big).items, YoloSegLoss(2)(out, t).items)
 
 

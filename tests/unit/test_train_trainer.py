@@ -14,7 +14,7 @@ from fastsam_core.train.augment import NO_AUGMENT, AugmentConfig
 from fastsam_core.train.ema import ModelEMA
 from fastsam_core.train.schedule import LRSchedule, build_optimizer
 from fastsam_core.train.synthetic import make_synthetic_dataset
-from fastsam_core.train.trainer import Trainer, TrainConfig, build_training_model
+from fastsam_core.train.trainer import TrainConfig, Trainer, build_training_model
 
 IMGSZ = 64
 
@@ -22,27 +22,47 @@ IMGSZ = 64
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
-    return str(make_synthetic_dataset(root, num_images=4, image_size=(64, 64), max_objects=2, seed=3))
+    return str(
+        make_synthetic_dataset(root, num_images=4, image_size=(64, 64), max_objects=2, seed=3)
+    )
 
 
 def _cfg(data, out, **kw) -> TrainConfig:
-    base = dict(data=data, out=str(out), imgsz=IMGSZ, batch=2, epochs=2, warmup_epochs=0.5, close_mosaic=1,
-                progress=False, seed=1)
-    base.update(kw)
-    return TrainConfig(**base)
+    base: dict = {
+        "data": data,
+        "out": str(out),
+        "imgsz": IMGSZ,
+        "batch": 2,
+        "epochs": 2,
+        "warmup_epochs": 0.5,
+        "close_mosaic": 1,
+        "progress": False,
+        "seed": 1,
+    }
+    return TrainConfig(**{**base, **kw})
 
 
 def test_schedule_warmup_then_cosine():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
     opt = build_optimizer(model, "sgd", 0.01, 0.937, 5e-4)
-    assert [len(g["params"]) for g in opt.param_groups] == [1, 1, 2]  # conv weight | bn weight | biases
-    sched = LRSchedule(lr=0.01, total_steps=100, warmup_steps=10, final_fraction=0.1, warmup_bias_lr=0.1)
+    assert [len(g["params"]) for g in opt.param_groups] == [
+        1,
+        1,
+        2,
+    ]  # conv weight | bn weight | biases
+    sched = LRSchedule(
+        lr=0.01, total_steps=100, warmup_steps=10, final_fraction=0.1, warmup_bias_lr=0.1
+    )
     sched.apply(opt, 0)
     assert opt.param_groups[0]["lr"] == 0 and opt.param_groups[2]["lr"] == pytest.approx(0.1)
     assert opt.param_groups[0]["momentum"] == pytest.approx(0.8)
     sched.apply(opt, 10)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * sched.factor(10))
-    assert sched.factor(0) == 1 and sched.factor(100) == pytest.approx(0.1) and sched.factor(50) == pytest.approx(0.55)
+    assert (
+        sched.factor(0) == 1
+        and sched.factor(100) == pytest.approx(0.1)
+        and sched.factor(50) == pytest.approx(0.55)
+    )
     linear = dataclasses.replace(sched, shape="linear")
     assert linear.factor(50) == pytest.approx(0.55) and linear.factor(25) == pytest.approx(0.775)
     with pytest.raises(ValueError, match="optimizer must be"):
@@ -63,7 +83,9 @@ def test_ema_follows_decay_formula():
 @pytest.fixture(scope="module")
 def two_shapes(tmp_path_factory):
     root = tmp_path_factory.mktemp("two_shapes")
-    return str(make_synthetic_dataset(root, num_images=2, image_size=(64, 64), max_objects=3, seed=5))
+    return str(
+        make_synthetic_dataset(root, num_images=2, image_size=(64, 64), max_objects=3, seed=5)
+    )
 
 
 def test_short_run_learns_and_checkpoint_reloads_and_predicts(two_shapes, tmp_path):
@@ -71,8 +93,16 @@ def test_short_run_learns_and_checkpoint_reloads_and_predicts(two_shapes, tmp_pa
     from fastsam_core.weights import load_model
 
     # Two images in one batch, seen 10 times: the loss must drop well below its start.
-    cfg = _cfg(two_shapes, tmp_path / "run", epochs=10, batch=2, augment=NO_AUGMENT, warmup_epochs=0, lr=0.01,
-               ema_tau=3.0)
+    cfg = _cfg(
+        two_shapes,
+        tmp_path / "run",
+        epochs=10,
+        batch=2,
+        augment=NO_AUGMENT,
+        warmup_epochs=0,
+        lr=0.01,
+        ema_tau=3.0,
+    )
     summary = Trainer(cfg).fit()
     assert summary["step"] == 10
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -83,7 +113,11 @@ def test_short_run_learns_and_checkpoint_reloads_and_predicts(two_shapes, tmp_pa
 
     weights = tmp_path / "run" / "weights.safetensors"
     model = load_model(weights)
-    assert model.cfg.num_classes == 3 and model.cfg.class_names == ("circle", "rectangle", "triangle")
+    assert model.cfg.num_classes == 3 and model.cfg.class_names == (
+        "circle",
+        "rectangle",
+        "triangle",
+    )
     ema = load_file(str(tmp_path / "run" / "last" / "ema.safetensors"))
     assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
     image = (torch.rand(64, 80, 3) * 255).to(torch.uint8).numpy()
@@ -93,7 +127,9 @@ def test_short_run_learns_and_checkpoint_reloads_and_predicts(two_shapes, tmp_pa
 
 
 def test_resume_equals_uninterrupted(shapes, tmp_path):
-    aug = AugmentConfig(mosaic=1.0)  # mosaic on for epoch 0, off for the last epoch (close_mosaic=1)
+    aug = AugmentConfig(
+        mosaic=1.0
+    )  # mosaic on for epoch 0, off for the last epoch (close_mosaic=1)
     full = _cfg(shapes, tmp_path / "full", augment=aug)
     Trainer(full).fit()
     part = _cfg(shapes, tmp_path / "part", augment=aug, max_steps=3)  # stops mid-epoch 2
@@ -112,7 +148,7 @@ def test_resume_equals_uninterrupted(shapes, tmp_path):
         assert torch.equal(state["exp_avg_sq"], opt_b["state"][k]["exp_avg_sq"])
     log_a = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     log_b = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
-    steps = lambda log: [json.loads(x) for x in log if "lr" in json.loads(x)]  # noqa: E731
+    steps = lambda log: [json.loads(x) for x in log if "lr" in json.loads(x)]
     assert [s["box_loss"] for s in steps(log_a)] == [s["box_loss"] for s in steps(log_b)]
 
 
@@ -139,7 +175,9 @@ def test_new_num_classes_keeps_backbone_and_gets_prior_bias(tmp_path):
     save_weights(source, source.cfg, path)
     model, reinit = build_training_model(str(path), "n", 5, tuple("abcde"), 64)
     assert model.cfg.num_classes == 5 and model.head.class_branch[0][-1].out_channels == 5
-    assert reinit == sorted(f"head.class_branch.{i}.2.{p}" for i in range(3) for p in ("bias", "weight"))
+    assert reinit == sorted(
+        f"head.class_branch.{i}.2.{p}" for i in range(3) for p in ("bias", "weight")
+    )
     src, new = source.state_dict(), model.state_dict()
     assert all(torch.equal(src[k], new[k]) for k in new if k not in reinit)
     expected = math.log(5 / 5 / (640 / 8) ** 2)  # spec §1.6 prior for nc=5 at stride 8
@@ -147,15 +185,27 @@ def test_new_num_classes_keeps_backbone_and_gets_prior_bias(tmp_path):
 
 
 def test_freeze_by_prefix(shapes, tmp_path):
-    trainer = Trainer(_cfg(shapes, tmp_path / "run", freeze=("backbone", "neck.top_down_p4"), max_steps=1,
-                           augment=NO_AUGMENT, warmup_epochs=0))
+    trainer = Trainer(
+        _cfg(
+            shapes,
+            tmp_path / "run",
+            freeze=("backbone", "neck.top_down_p4"),
+            max_steps=1,
+            augment=NO_AUGMENT,
+            warmup_epochs=0,
+        )
+    )
     frozen = {n for n, p in trainer.model.named_parameters() if not p.requires_grad}
     assert all(n.startswith(("backbone.", "neck.top_down_p4.", "head.dfl.")) for n in frozen)
-    assert any(n.startswith("backbone.") for n in frozen) and any(n.startswith("neck.top_down_p4") for n in frozen)
+    assert any(n.startswith("backbone.") for n in frozen) and any(
+        n.startswith("neck.top_down_p4") for n in frozen
+    )
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.fit()
     after = dict(trainer.model.named_parameters())
     assert all(torch.equal(before[n], after[n]) for n in frozen)
-    assert not torch.equal(before["head.box_branch.0.2.weight"], after["head.box_branch.0.2.weight"])
+    assert not torch.equal(
+        before["head.box_branch.0.2.weight"], after["head.box_branch.0.2.weight"]
+    )
     with pytest.raises(ValueError, match="matches no parameter"):
         Trainer(_cfg(shapes, tmp_path / "run2", freeze=("backbon",)))
