@@ -2,6 +2,8 @@
 
 Kept undecorated: `triton.py` wraps it with `triton.jit` at first use, once per mode, because Triton reads
 TRITON_INTERPRET when a function is decorated (the interpreter runs the same source on CPU tensors).
+Only core builtins are used (`tl.full`, not the `@jit` helpers `tl.zeros` / `tl.sigmoid`): helpers
+decorated natively (triton imported without TRITON_INTERPRET) cannot be called by the interpreter.
 """
 
 import triton.language as tl
@@ -70,23 +72,23 @@ def mask_assembly_kernel(
 
     # 1. logits at proto resolution, float32 accumulation
     p_off = pr[:, None] * Wp + pc[None, :]  # (PATCH_H, PATCH_W)
-    values = tl.zeros((PATCH_H, PATCH_W), dtype=tl.float32)
+    values = tl.full((PATCH_H, PATCH_W), 0.0, dtype=tl.float32)
     for k in tl.static_range(K):
         coeff = tl.load(coeffs_ptr + n * K + k).to(tl.float32)
         proto = tl.load(protos_ptr + k * Hp * Wp + p_off, mask=p_ok, other=0.0).to(tl.float32)
         values += coeff * proto
     # 2. rule and proto-resolution crop (zero = logit 0 / probability 0 outside the box)
     if SIGMOID:
-        values = tl.sigmoid(values)
+        values = 1.0 / (1.0 + tl.exp(-values))
     values = tl.where(p_ok, values, 0.0)
 
     # 3. x taps -> Wx (PATCH_W, BLOCK_W); y taps -> Wy (BLOCK_H, PATCH_H)
-    wx = tl.zeros((PATCH_W, BLOCK_W), dtype=tl.float32)
+    wx = tl.full((PATCH_W, BLOCK_W), 0.0, dtype=tl.float32)
     for t in tl.static_range(TAPS_X):
         idx = tl.load(col_index_ptr + t * W + xs, mask=x_ok, other=-1)
         wgt = tl.load(col_weight_ptr + t * W + xs, mask=x_ok, other=0.0)
         wx += tl.where(pc[:, None] == idx[None, :], wgt[None, :], 0.0)
-    wy = tl.zeros((BLOCK_H, PATCH_H), dtype=tl.float32)
+    wy = tl.full((BLOCK_H, PATCH_H), 0.0, dtype=tl.float32)
     for t in tl.static_range(TAPS_Y):
         idx = tl.load(row_index_ptr + t * H + ys, mask=y_ok, other=-1)
         wgt = tl.load(row_weight_ptr + t * H + ys, mask=y_ok, other=0.0)

@@ -85,6 +85,20 @@ def _compiled_rows() -> Callable[..., torch.Tensor]:
     return torch.compile(sample_rows_threshold, dynamic=True)
 
 
+# Crops below this many pixels (or with a side of 1, which dynamic shapes would specialize and
+# recompile for) stay eager: the compiled call costs more than it saves there.
+COMPILE_MIN_PIXELS = 4096
+
+
+def _sample_rows_threshold_compiled(
+    across: torch.Tensor, row_index: torch.Tensor, row_weight: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    h, (r, w) = row_index.shape[1], across.shape
+    if h * w < COMPILE_MIN_PIXELS or min(h, r, w) < 2:
+        return sample_rows_threshold(across, row_index, row_weight, threshold)
+    return _compiled_rows()(across, row_index, row_weight, threshold)
+
+
 def assemble_from_plan(
     protos: torch.Tensor, coeffs: torch.Tensor, plan: MaskPlan, rows_fn: Callable[..., torch.Tensor]
 ) -> CompactMasks:
@@ -174,4 +188,4 @@ def assemble_masks_compiled(
     """Separable masks with the per-mask body under `torch.compile(dynamic=True)`; first call compiles
     (seconds). Arguments and result as `assemble_masks_eager`."""
     return _assemble(protos, coeffs, boxes_input, boxes_orig, geometry, retina, postprocess, mask_rule,
-                     _compiled_rows())
+                     _sample_rows_threshold_compiled)
