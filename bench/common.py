@@ -145,3 +145,38 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def peak_memory(fn: Callable[[], Any], device: torch.device | str | None = None) -> int | None:
+    """Peak bytes one `fn()` call needs above what was live before it (its result dropped at once).
+
+    CUDA: `torch.cuda.max_memory_allocated` after a reset. CPU: the resident-set high-water mark
+    (Linux VmHWM, reset through /proc/self/clear_refs) minus the resident size before the call; it
+    includes allocator effects, so read it as "about this much". None where it cannot be measured.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    device_sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        device_sync(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current VmRSS
+    except OSError:
+        return None
+    before = _status_kb("VmRSS")
+    fn()
+    peak = _status_kb("VmHWM")
+    return None if before is None or peak is None else max(peak - before, 0) * 1024
