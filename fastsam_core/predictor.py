@@ -49,6 +49,7 @@ from fastsam_core.ops.letterbox import LetterboxGeometry, check_imgsz, letterbox
 from fastsam_core.ops.nms import Detections, non_max_suppression
 from fastsam_core.prompts.apply import PROMPT_OPTION_NAMES, prepare_prompts, prompt
 from fastsam_core.results import Results
+from fastsam_core.runtime import FastOptions, InferenceRunner, resolve_fast
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,9 @@ class Predictor:
             batch_size: see `PredictOptions`; defaults are FastSAM's documented settings
             (conf 0.4, iou 0.9, retina masks).
         fuse: fold BatchNorm into the convolutions (inference graph of the reference).
+        fast: network fast path (`fastsam_core.runtime`): False = plain fp32 NCHW eager, True =
+            the "default" preset (channels_last), a preset name ("compile", "bf16", ...) or
+            FastOptions. Every option is tested against the plain path.
 
     Example:
         >>> results = Predictor("fastsam-s")("photo.jpg")
@@ -211,6 +215,7 @@ class Predictor:
         mask_backend: str = "reference",
         bgr: bool = False,
         batch_size: int = 1,
+        fast: bool | str | FastOptions | None = False,
     ) -> None:
         self.device = resolve_device(device)
         options = PredictOptions(
@@ -220,6 +225,7 @@ class Predictor:
         )
         dataclasses.replace(options, imgsz=(32, 32)).validated()  # fail fast, before loading
         self.model = _load_network(model, self.device, fuse, postprocess)
+        self.runner = InferenceRunner(self.model, self.device, resolve_fast(fast))  # fast path
         cfg = self.model.cfg
         default_names = ("object",) if cfg.num_classes == 1 else tuple(
             f"class{i}" for i in range(cfg.num_classes)
@@ -292,9 +298,9 @@ class Predictor:
     ) -> list[Results]:
         geometries = [letterbox_geometry(im.hw, options.imgsz, stride=32, auto=True) for im in images]
         batch = self._letterbox_batch(images, geometries)  # (B, 3, H, W) uint8
-        x = batch.to(self.device).float() / 255.0  # RGB in [0, 1] (spec §3.4)
+        x = self.runner.to_input(batch)  # (B, 3, H, W) float RGB in [0, 1] (spec §3.4)
         with torch.inference_mode():
-            out = self.model(x)
+            out = self.runner(x)  # SegOutput, fp32 (runtime.py: plain or fast path)
             distances = self.model.head.dfl(out.box_dist)  # (B, 4 * R, A) -> (B, 4, A)
             points, strides = make_anchors(
                 out.feature_sizes, self.model.cfg.strides, device=x.device, dtype=x.dtype
