@@ -180,3 +180,19 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | str | None = None)
     fn()
     peak = _status_kb("VmHWM")
     return None if before is None or peak is None else max(peak - before, 0) * 1024
+
+
+def release_freed_memory() -> bool:
+    """Make glibc hand freed blocks of >= 64 KiB back to the OS (mmap them, never trim-cache them).
+
+    Call once at the start of a benchmark that reports CPU `peak_memory`: otherwise memory freed by an
+    earlier, larger run stays resident and hides the next run's peak. Returns False off glibc.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameter ids from <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 16)) and bool(libc.mallopt(m_trim_threshold, 0))

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from bench.common import device_sync, env_info, peak_memory, summarize, write_json
+from bench.common import device_sync, env_info, peak_memory, release_freed_memory, summarize, write_json
 from fastsam_core.mask_backends import get_mask_backend
 from fastsam_core.ops.boxes import scale_boxes
 from fastsam_core.ops.letterbox import LetterboxGeometry, letterbox_geometry
@@ -116,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    release_freed_memory()  # CPU peak memory: freed blocks must leave the resident set
     if args.quick:
         backends = (args.backends or "reference,eager").split(",")
         resolutions, counts, repeats = ["640"], [10], 2
     else:
         default = "reference,eager,compiled" + (",triton" if device.type == "cuda" else "")
+        # (triton on CPU would run in the interpreter: correct but meaningless as a timing)
         backends = (args.backends or default).split(",")
         resolutions = args.resolutions.split(",")
         counts = [int(c) for c in args.counts.split(",")]

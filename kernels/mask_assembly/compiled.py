@@ -2,18 +2,20 @@
 
 Computes only the pixels inside each mask's region (its crop box in the output frame): per mask,
 
-    S = coeff @ protos[:, rows, cols]         logits of the proto rows/cols the region samples (r, c)
-    S = sigmoid(S); S *= proto-box mask        official "sigmoid" rule / official non-retina crop only
+    S = coeff @ protos[:, rows, :]            logits of the proto rows the region samples (r, Wp)
+    S = sigmoid(S); S = 0 outside proto box   official "sigmoid" rule / official non-retina crop only
     T = sum_t col.weight[t] * S[:, col.index[t]]      x pass, (r, w)
     V = sum_t row.weight[t] * T[row.index[t]]         y pass, (h, w)
     crop = V > threshold                       written straight into the CompactMasks flat buffer
 
 i.e. out = Wy @ S @ Wx^T with the two-nonzero bilinear matrices applied as gathers (ATen's weights and
-x-then-y order, see `plan.py`). Memory: one float (h, w) map at a time, plus the bool output.
+x-then-y order, see `plan.py`). Memory: the bool output plus two reused float blocks of
+`BLOCK_PIXELS` (the y pass runs in row blocks with in-place ops, writing the crop in place).
 
-`assemble_masks_compiled` runs the y pass + threshold (the only per-output-pixel work) through
-`torch.compile(dynamic=True)`: one fused loop that reads two rows of T per output row and writes bools
-(compiled once per process, reused across shapes). `assemble_masks_eager` runs the same code eagerly.
+`assemble_masks_eager` is the fast CPU path. `assemble_masks_compiled` runs the y pass + threshold
+(the only per-output-pixel work) through `torch.compile(dynamic=True)` instead (crops >=
+`COMPILE_MIN_PIXELS`); on the 2-core CPU it measured slower than the in-place eager pass (its
+output is a fresh allocation, page-faulted on every mask), so "auto" uses eager; see bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -33,38 +35,42 @@ def sample_columns(
     coeff: torch.Tensor,
     col_index: torch.Tensor,
     col_weight: torch.Tensor,
-    keep_rows: torch.Tensor | None,
-    keep_cols: torch.Tensor | None,
+    keep: tuple[int, int, int, int] | None,
     sigmoid: bool,
 ) -> torch.Tensor:
     """Proto-resolution values of one mask, resampled along x only (the small half of the work).
 
     Args:
-        protos: (K, r, c) float32 prototype window the region samples.
+        protos: (K, r, Wp) float32 full-width proto rows the region samples (a view: no copy).
         coeff: (K,) float32 coefficients of the mask.
-        col_index, col_weight: (T, w) int64 taps (indices into the window columns), float32 weights.
-        keep_rows, keep_cols: (r,), (c,) bool proto-box membership (official non-retina), else None.
+        col_index, col_weight: (T, w) int64 taps (proto columns) and float32 weights.
+        keep: (c0, r0, c1, r1) proto box, rows relative to the window, outside which values are zero
+            (official non-retina), or None.
         sigmoid: apply the sigmoid before resizing.
 
     Returns:
         (r, w) float32.
     """
-    k, r, c = protos.shape
-    values = (coeff[None] @ protos.reshape(k, r * c)).reshape(r, c)  # (1, K) @ (K, r*c) -> (r, c)
+    k, r, wp = protos.shape
+    values = (coeff @ protos.reshape(k, r * wp)).view(r, wp)  # (K,) @ (K, r*Wp): one GEMV on a view
     if sigmoid:
         values = values.sigmoid()
-    if keep_rows is not None and keep_cols is not None:
-        values = values * (keep_rows[:, None] & keep_cols[None, :])  # zero outside the proto box
-    across = values[:, col_index[0]] * col_weight[0]  # (r, w)
+    if keep is not None:  # the reference multiplies by 0 outside the box; zero is zero for the threshold
+        c0, r0, c1, r1 = keep
+        values[: max(r0, 0)] = 0
+        values[max(r1, 0) :] = 0
+        values[:, :c0] = 0
+        values[:, c1:] = 0
+    across = torch.index_select(values, 1, col_index[0]).mul_(col_weight[0])  # (r, w)
     for t in range(1, col_index.shape[0]):
-        across = across + values[:, col_index[t]] * col_weight[t]
+        across.add_(torch.index_select(values, 1, col_index[t]).mul_(col_weight[t]))
     return across
 
 
 def sample_rows_threshold(
     across: torch.Tensor, row_index: torch.Tensor, row_weight: torch.Tensor, threshold: float
 ) -> torch.Tensor:
-    """Resample x-resampled values along y and threshold (the per-pixel half; compiled).
+    """Resample x-resampled values along y and threshold (the per-pixel half; what gets compiled).
 
     Args:
         across: (r, w) float32 from `sample_columns`.
@@ -80,6 +86,43 @@ def sample_rows_threshold(
     return out > threshold
 
 
+# Eager y pass: rows are processed in blocks of about this many pixels through two reused float
+# buffers (no per-mask allocations, cache-sized working set).
+BLOCK_PIXELS = 1 << 18
+
+
+def sample_rows_threshold_into(
+    across: torch.Tensor,
+    row_index: torch.Tensor,
+    row_weight: torch.Tensor,
+    threshold: float,
+    out: torch.Tensor,
+    work: torch.Tensor,
+) -> None:
+    """`sample_rows_threshold` written into `out` ((h, w) bool) with in-place ops; same arithmetic.
+
+    Args:
+        work: (2, >= BLOCK_PIXELS or h * w) float32 scratch.
+    """
+    h, w = out.shape
+    step = max(1, min(h, work.shape[1] // max(w, 1)))
+    for start in range(0, h, step):
+        stop = min(start + step, h)
+        acc = work[0, : (stop - start) * w].view(stop - start, w)
+        tap = work[1, : (stop - start) * w].view(stop - start, w)
+        torch.index_select(across, 0, row_index[0, start:stop], out=acc)
+        acc.mul_(row_weight[0, start:stop, None])
+        for t in range(1, row_index.shape[0]):
+            torch.index_select(across, 0, row_index[t, start:stop], out=tap)
+            acc.add_(tap.mul_(row_weight[t, start:stop, None]))
+        torch.gt(acc, threshold, out=out[start:stop])
+
+
+def _rows_eager(across: torch.Tensor, row_index: torch.Tensor, row_weight: torch.Tensor, threshold: float,
+                out: torch.Tensor, work: torch.Tensor) -> None:
+    sample_rows_threshold_into(across, row_index, row_weight, threshold, out, work)
+
+
 @functools.cache
 def _compiled_rows() -> Callable[..., torch.Tensor]:
     return torch.compile(sample_rows_threshold, dynamic=True)
@@ -90,19 +133,19 @@ def _compiled_rows() -> Callable[..., torch.Tensor]:
 COMPILE_MIN_PIXELS = 4096
 
 
-def _sample_rows_threshold_compiled(
-    across: torch.Tensor, row_index: torch.Tensor, row_weight: torch.Tensor, threshold: float
-) -> torch.Tensor:
+def _rows_compiled(across: torch.Tensor, row_index: torch.Tensor, row_weight: torch.Tensor, threshold: float,
+                   out: torch.Tensor, work: torch.Tensor) -> None:
     h, (r, w) = row_index.shape[1], across.shape
     if h * w < COMPILE_MIN_PIXELS or min(h, r, w) < 2:
-        return sample_rows_threshold(across, row_index, row_weight, threshold)
-    return _compiled_rows()(across, row_index, row_weight, threshold)
+        sample_rows_threshold_into(across, row_index, row_weight, threshold, out, work)
+    else:
+        out.copy_(_compiled_rows()(across, row_index, row_weight, threshold))
 
 
 def assemble_from_plan(
-    protos: torch.Tensor, coeffs: torch.Tensor, plan: MaskPlan, rows_fn: Callable[..., torch.Tensor]
+    protos: torch.Tensor, coeffs: torch.Tensor, plan: MaskPlan, rows_fn: Callable[..., None]
 ) -> CompactMasks:
-    """Compute every non-empty region of `plan`; `rows_fn` is `sample_rows_threshold` or its compiled form."""
+    """Compute every non-empty region of `plan`; `rows_fn` is `_rows_eager` or `_rows_compiled`."""
     device = protos.device
     protos = protos.float()
     coeffs = coeffs.float()
@@ -115,6 +158,7 @@ def assemble_from_plan(
     n = regions.shape[0]
     boxes, bounds = host[: 4 * n], host[4 * n :]
     data = torch.empty(bounds[-1], dtype=torch.bool, device=device)
+    work = torch.empty((2, BLOCK_PIXELS), dtype=torch.float32, device=device)
     keep = plan.keep.tolist() if plan.keep is not None else None
     rows, cols = plan.rows, plan.cols
     for i in range(n):
@@ -122,19 +166,15 @@ def assemble_from_plan(
         if x1 <= x0 or y1 <= y0:
             continue
         r0, r1 = rows.lo_list[y0], rows.hi_list[y1 - 1] + 1  # proto window the region samples
-        c0, c1 = cols.lo_list[x0], cols.hi_list[x1 - 1] + 1
-        keep_rows = keep_cols = None
+        box = None
         if keep is not None:
-            k0, k1, k2, k3 = keep[i]  # [c0, r0, c1, r1)
-            ar = torch.arange(r0, r1, device=device)
-            ac = torch.arange(c0, c1, device=device)
-            keep_rows, keep_cols = (ar >= k1) & (ar < k3), (ac >= k0) & (ac < k2)
+            kc0, kr0, kc1, kr1 = keep[i]
+            box = (kc0, kr0 - r0, kc1, kr1 - r0)
         across = sample_columns(
-            protos[:, r0:r1, c0:c1], coeffs[i], cols.index[:, x0:x1] - c0, cols.weight[:, x0:x1],
-            keep_rows, keep_cols, plan.sigmoid,
+            protos[:, r0:r1], coeffs[i], cols.index[:, x0:x1], cols.weight[:, x0:x1], box, plan.sigmoid
         )  # (r, w)
-        crop = rows_fn(across, rows.index[:, y0:y1] - r0, rows.weight[:, y0:y1], plan.threshold)
-        data[bounds[i] : bounds[i + 1]] = crop.reshape(-1)
+        out = data[bounds[i] : bounds[i + 1]].view(y1 - y0, x1 - x0)
+        rows_fn(across, rows.index[:, y0:y1] - r0, rows.weight[:, y0:y1], plan.threshold, out, work)
     return CompactMasks(regions, data, offsets, plan.frame_hw)
 
 
@@ -147,7 +187,7 @@ def _assemble(
     retina: bool,
     postprocess: Postprocess,
     mask_rule: MaskRule,
-    rows_fn: Callable[..., torch.Tensor],
+    rows_fn: Callable[..., None],
 ) -> CompactMasks:
     check_arguments(protos, coeffs, boxes_input, boxes_orig, postprocess, mask_rule)
     plan = plan_masks(
@@ -171,7 +211,7 @@ def assemble_masks_eager(
     """Separable masks, eager PyTorch. Arguments and result as `assemble_masks_reference`; regions are
     the crop boxes in the output frame (not the tight boxes of the set pixels)."""
     return _assemble(protos, coeffs, boxes_input, boxes_orig, geometry, retina, postprocess, mask_rule,
-                     sample_rows_threshold)
+                     _rows_eager)
 
 
 def assemble_masks_compiled(
@@ -188,4 +228,4 @@ def assemble_masks_compiled(
     """Separable masks with the per-mask body under `torch.compile(dynamic=True)`; first call compiles
     (seconds). Arguments and result as `assemble_masks_eager`."""
     return _assemble(protos, coeffs, boxes_input, boxes_orig, geometry, retina, postprocess, mask_rule,
-                     _sample_rows_threshold_compiled)
+                     _rows_compiled)
