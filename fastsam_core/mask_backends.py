@@ -9,6 +9,8 @@ against it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import logging
 from typing import Literal, Protocol
 
 import torch
@@ -16,6 +18,8 @@ import torch
 from fastsam_core.compact_masks import CompactMasks
 from fastsam_core.ops import masks as mask_ops
 from fastsam_core.ops.letterbox import LetterboxGeometry
+
+logger = logging.getLogger(__name__)
 
 Postprocess = Literal["official", "ultralytics"]
 MaskRule = Literal["logit", "sigmoid"]
@@ -78,10 +82,57 @@ def assemble_masks_reference(
 
 
 # name -> "module:function"; imported on first use so optional backends cost nothing until picked.
-# Kernel backends (fastsam_kernels) add their rows here, e.g. "compiled", "triton", "auto".
 MASK_BACKENDS: dict[str, str] = {
     "reference": "fastsam_core.mask_backends:assemble_masks_reference",
+    "eager": "fastsam_kernels.mask_assembly.compiled:assemble_masks_eager",
+    "compiled": "fastsam_kernels.mask_assembly.compiled:assemble_masks_compiled",
+    "triton": "fastsam_kernels.mask_assembly.triton:assemble_masks_triton",
+    "auto": "fastsam_core.mask_backends:assemble_masks_auto",
 }
+_logged: set[str] = set()
+
+
+def _log_once(key: str, message: str, *args: object) -> None:
+    if key not in _logged:
+        _logged.add(key)
+        logger.info(message, *args)
+
+
+def auto_backend_name(device: torch.device | str) -> str:
+    """The backend "auto" runs on `device`: "triton" on CUDA when triton imports, else "eager" (the
+    separable region-only kernel; on CPU it measured faster than its torch.compile'd variant, see
+    bench/RESULTS.md)."""
+    if torch.device(device).type == "cuda" and importlib.util.find_spec("triton") is not None:
+        return "triton"
+    return "eager"
+
+
+def assemble_masks_auto(
+    protos: torch.Tensor,
+    coeffs: torch.Tensor,
+    boxes_input: torch.Tensor,
+    boxes_orig: torch.Tensor,
+    geometry: LetterboxGeometry,
+    *,
+    retina: bool,
+    postprocess: Postprocess,
+    mask_rule: MaskRule,
+) -> CompactMasks:
+    """The fastest available backend for `protos.device` (`auto_backend_name`), logged once.
+
+    The only place with a fallback: if that backend is missing (ImportError) or refuses the inputs
+    (ValueError from a kernel guard), the reference runs instead, logged once. Explicit names
+    (benchmarks, tests) never fall back.
+    """
+    name = auto_backend_name(protos.device)
+    _log_once(f"auto:{protos.device.type}", "mask_backend='auto' uses %r on %s", name, protos.device)
+    args = (protos, coeffs, boxes_input, boxes_orig, geometry)
+    options = {"retina": retina, "postprocess": postprocess, "mask_rule": mask_rule}
+    try:
+        return get_mask_backend(name)(*args, **options)
+    except (ImportError, ValueError) as err:
+        _log_once(f"fallback:{name}", "mask_backend %r failed (%s); using 'reference'", name, err)
+        return assemble_masks_reference(*args, **options)
 
 
 def get_mask_backend(name: str) -> MaskBackend:
