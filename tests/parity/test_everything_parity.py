@@ -188,11 +188,15 @@ def _oracle_arrays(result: object) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 # Each (scale, image, imgsz) is one oracle forward; retina on/off reuse it. FastSAM-x (slow on
-# a CPU) runs on one photo and one synthetic image only.
+# a CPU) runs on one photo and one synthetic image only; big cases are marked slow (CPU budget).
+SLOW = pytest.mark.slow
 CASES = [
-    ("s", "dogs.jpg", 1024), ("s", "dogs.jpg", 640), ("s", "sa_10039.jpg", 640),
-    ("s", "synthetic333x517", 640), ("s", "synthetic333x517", 1024), ("s", "gray23x41", 640),
-    ("x", "sa_10039.jpg", 1024), ("x", "synthetic333x517", 640),
+    ("s", "dogs.jpg", 640), ("s", "synthetic333x517", 640), ("s", "gray23x41", 640),
+    pytest.param("s", "dogs.jpg", 1024, marks=SLOW),
+    pytest.param("s", "sa_10039.jpg", 640, marks=SLOW),
+    pytest.param("s", "synthetic333x517", 1024, marks=SLOW),
+    pytest.param("x", "synthetic333x517", 640, marks=SLOW),
+    pytest.param("x", "sa_10039.jpg", 1024, marks=SLOW),
 ]
 
 
@@ -298,8 +302,9 @@ def official_reference(decoded: torch.Tensor, protos: torch.Tensor, input_hw: tu
     return orig, scores, masks, hits.numel()
 
 
-@pytest.mark.parametrize(("image_name", "imgsz"), [("dogs.jpg", 640), ("synthetic333x517", 640),
-                                                    ("sa_10039.jpg", 1024)])
+@pytest.mark.parametrize(("image_name", "imgsz"), [
+    ("dogs.jpg", 640), ("synthetic333x517", 640), pytest.param("sa_10039.jpg", 1024, marks=SLOW),
+])
 def test_official_pipeline_matches_restated_reference(
     oracle_support: object, checkpoints: Callable, image_name: str, imgsz: int
 ) -> None:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastsam_core import hub
@@ -21,6 +22,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     payload = PAYLOAD
 
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        self.requests.append(self.path)
         if self.mode == "error500":
             self.send_error(500, "Internal Server Error")
             return
@@ -38,7 +40,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, type[_Handler]]]:
-    handler = type("Handler", (_Handler,), {})
+    handler = type("Handler", (_Handler,), {"requests": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
@@ -173,3 +175,38 @@ def test_offline_error_names_file_and_place(
         hub.resolve_weights("nope.pt")
     with pytest.raises(ValueError, match="unknown weights name"):
         hub.checkpoint_path("yolov8n")
+
+
+def test_resolve_by_name_downloads_converts_once_and_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: tuple[str, type[_Handler]]
+) -> None:
+    """The whole chain on a real (small, oracle-made) checkpoint: download, pin, convert, reuse."""
+    from tests.support.checkpoints import CheckpointRecipe, cache_dir, ultralytics_version
+
+    recipe = CheckpointRecipe()  # YOLOv8n-seg, 1 class, fp16, released layout
+    cached = cache_dir() / f"{recipe.name}.pt"
+    if not cached.exists():
+        if ultralytics_version() is None:
+            pytest.skip("needs the oracle extra once to build the test checkpoint")
+        from tests.support.checkpoints import oracle_checkpoints
+
+        cached = oracle_checkpoints([recipe])[0]
+    url, handler = server
+    handler.payload = cached.read_bytes()
+    requests = handler.requests
+    monkeypatch.setenv("FASTSAM_HOME", str(tmp_path))
+    monkeypatch.setenv("FASTSAM_WEIGHTS_URL", url + "/mirror")
+    monkeypatch.delenv("FASTSAM_OFFLINE", raising=False)
+
+    path = hub.resolve_weights("FastSAM-s.pt", progress=False)
+    assert path == tmp_path / "FastSAM-s.safetensors" and requests == ["/mirror/FastSAM-s.pt"]
+    assert (tmp_path / "FastSAM-s.pt").read_bytes() == cached.read_bytes()
+    assert hub.resolve_weights("fastsam-s", progress=False) == path and len(requests) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "FastSAM-s.pt", "FastSAM-s.pt.sha256", "FastSAM-s.safetensors"]
+
+    from fastsam_core import Predictor
+
+    predictor = Predictor("fastsam-s", imgsz=64)
+    (result,) = predictor(np.zeros((48, 64, 3), np.uint8))
+    assert predictor.model.cfg.scale == "n" and result.orig_hw == (48, 64)
