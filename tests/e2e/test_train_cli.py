@@ -41,13 +41,17 @@ def test_train_then_eval(tmp_path):
         "1",
         "--no-progress",
         "--single-class",
+        "--val-data",
+        str(data),
+        "--val-every",
+        "1",
     ]
     proc = _fastsam(*train, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "weights: run/weights.safetensors" in proc.stdout
-    assert (
-        len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
-    )  # 2 steps + 1 epoch line
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and [x["step"] for x in lines] == [1, 2, 2]  # 2 steps + 1 epoch line
+    assert 0.0 <= lines[-1]["val"]["mask_map50"] <= 1.0  # validation inside training
 
     again = _fastsam(*train, cwd=tmp_path)
     assert (
@@ -64,6 +68,8 @@ def test_train_then_eval(tmp_path):
         "--imgsz",
         "64",
         "--class-agnostic",
+        "--max-det",
+        "20",
         "--json",
         "metrics.json",
         cwd=tmp_path,
