@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +99,11 @@ def download_file(
         received = 0
         with os.fdopen(fd, "wb") as out:
             try:
-                response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (http/https)
+                response = urllib.request.urlopen(url, timeout=timeout)
             except urllib.error.HTTPError as err:
-                raise ConnectionError(f"download of {url} failed: HTTP {err.code} {err.reason}") from err
+                raise ConnectionError(
+                    f"download of {url} failed: HTTP {err.code} {err.reason}"
+                ) from err
             except (urllib.error.URLError, OSError) as err:
                 reason = getattr(err, "reason", err)
                 raise ConnectionError(f"download of {url} failed: {reason}") from err
@@ -109,8 +111,12 @@ def download_file(
                 length_header = response.headers.get("Content-Length")
                 expected = int(length_header) if length_header else None
                 with tqdm(
-                    total=expected, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=dest.name, disable=not progress,
+                    total=expected,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=dest.name,
+                    disable=not progress,
                 ) as bar:
                     while True:
                         try:
@@ -157,7 +163,9 @@ def _record_or_check_unpinned(path: Path, info: WeightsFile) -> None:
     record.write_text(f"{actual}  {info.filename}\n")
     logger.warning(
         "no published sha256 is known for %s; recorded %s in %s (later uses verify against it)",
-        info.filename, actual, record,
+        info.filename,
+        actual,
+        record,
     )
 
 
@@ -171,7 +179,9 @@ def checkpoint_path(name: str, *, download: bool = True, progress: bool = True) 
     """
     key = canonical_name(name)
     if key is None:
-        raise ValueError(f"unknown weights name {name!r}; expected one of {sorted(WEIGHTS)} or a path")
+        raise ValueError(
+            f"unknown weights name {name!r}; expected one of {sorted(WEIGHTS)} or a path"
+        )
     info = WEIGHTS[key]
     path = cache_dir() / info.filename
     if path.exists():
@@ -185,7 +195,9 @@ def checkpoint_path(name: str, *, download: bool = True, progress: bool = True) 
         f"(or set FASTSAM_HOME to the directory holding {info.filename})"
     )
     if not download or offline:
-        raise FileNotFoundError(f"weights {info.filename} are not cached and downloads are off: {manual}")
+        raise FileNotFoundError(
+            f"weights {info.filename} are not cached and downloads are off: {manual}"
+        )
     logger.info("downloading %s to %s", url, path)
     try:
         download_file(url, path, sha256=info.sha256, progress=progress)
@@ -196,7 +208,9 @@ def checkpoint_path(name: str, *, download: bool = True, progress: bool = True) 
     return path
 
 
-def resolve_weights(name_or_path: str | Path, *, download: bool = True, progress: bool = True) -> Path:
+def resolve_weights(
+    name_or_path: str | Path, *, download: bool = True, progress: bool = True
+) -> Path:
     """A loadable weights file: an existing path as given, or a name's cached safetensors file.
 
     Names (`fastsam-s`, `fastsam-x`, `FastSAM.pt` = x) download the official checkpoint into

@@ -34,14 +34,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
 from fastsam_core.compact_masks import CompactMasks
 from fastsam_core.io.images import ImageSource, LoadedImage, load_images
 from fastsam_core.mask_backends import MASK_BACKENDS, MaskRule, Postprocess, get_mask_backend
-from fastsam_core.model.fuse import fuse_conv_bn
+from fastsam_core.model.fuse import FuseFormula, fuse_conv_bn
 from fastsam_core.model.yolov8_seg import YoloV8Seg
 from fastsam_core.ops.anchors import decode_boxes, make_anchors
 from fastsam_core.ops.boxes import full_box_step_official, full_box_step_ultralytics, scale_boxes
@@ -69,7 +69,8 @@ class PredictOptions:
     """Per-call settings of `Predictor` (every field can be overridden in `Predictor.__call__`).
 
     Attributes:
-        imgsz: (H, W) letterbox target, multiples of 32.
+        imgsz: letterbox target, an int (square) or (H, W); `validated()` makes it (H, W)
+            multiples of 32.
         conf: keep candidates with score > conf (strict), in [0, 1].
         iou: NMS drops boxes with IoU > iou against a better one, in [0, 1].
         max_det: most detections per image.
@@ -82,7 +83,7 @@ class PredictOptions:
         batch_size: images per forward pass.
     """
 
-    imgsz: tuple[int, int]
+    imgsz: int | tuple[int, int]
     conf: float = 0.4
     iou: float = 0.9
     max_det: int = 300
@@ -138,7 +139,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"invalid device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'") from err
+        raise ValueError(
+            f"invalid device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'"
+        ) from err
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -174,7 +177,8 @@ def _load_network(
     network = network.float().eval()
     if fuse:
         # The fused weights of each reference (spec §1.10): 8.0.120's formula for the official path.
-        network = fuse_conv_bn(network, formula="v8.0" if postprocess == "official" else "current")
+        formula: FuseFormula = "v8.0" if postprocess == "official" else "current"
+        network = cast(YoloV8Seg, fuse_conv_bn(network, formula=formula))
     return network.to(device).eval()
 
 
@@ -219,16 +223,26 @@ class Predictor:
     ) -> None:
         self.device = resolve_device(device)
         options = PredictOptions(
-            imgsz=(0, 0), conf=conf, iou=iou, max_det=max_det, retina_masks=retina_masks,
-            postprocess=postprocess, mask_rule=mask_rule, full_box=full_box,
-            mask_backend=mask_backend, bgr=bgr, batch_size=batch_size,
+            imgsz=(0, 0),
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            retina_masks=retina_masks,
+            postprocess=postprocess,
+            mask_rule=mask_rule,
+            full_box=full_box,
+            mask_backend=mask_backend,
+            bgr=bgr,
+            batch_size=batch_size,
         )
         dataclasses.replace(options, imgsz=(32, 32)).validated()  # fail fast, before loading
         self.model = _load_network(model, self.device, fuse, postprocess)
         self.runner = InferenceRunner(self.model, self.device, resolve_fast(fast))  # fast path
         cfg = self.model.cfg
-        default_names = ("object",) if cfg.num_classes == 1 else tuple(
-            f"class{i}" for i in range(cfg.num_classes)
+        default_names = (
+            ("object",)
+            if cfg.num_classes == 1
+            else tuple(f"class{i}" for i in range(cfg.num_classes))
         )
         self.names: tuple[str, ...] = tuple(cfg.class_names) or default_names
         self.options = dataclasses.replace(options, imgsz=imgsz or cfg.imgsz).validated()
@@ -296,7 +310,9 @@ class Predictor:
     def _predict_batch(
         self, images: Sequence[LoadedImage], options: PredictOptions, first_index: int
     ) -> list[Results]:
-        geometries = [letterbox_geometry(im.hw, options.imgsz, stride=32, auto=True) for im in images]
+        geometries = [
+            letterbox_geometry(im.hw, options.imgsz, stride=32, auto=True) for im in images
+        ]
         batch = self._letterbox_batch(images, geometries)  # (B, 3, H, W) uint8
         x = self.runner.to_input(batch)  # (B, 3, H, W) float RGB in [0, 1] (spec §3.4)
         with torch.inference_mode():
@@ -310,7 +326,11 @@ class Predictor:
             if len({g.input_hw for g in geometries}) > 1:
                 scores = scores * self._own_area_mask(points, strides, geometries)  # (B, 1, A)
             detections = non_max_suppression(
-                boxes_xywh, scores, out.mask_coeffs, options.conf, options.iou,
+                boxes_xywh,
+                scores,
+                out.mask_coeffs,
+                options.conf,
+                options.iou,
                 max_det=options.max_det,
             )
             results = []
@@ -343,7 +363,8 @@ class Predictor:
         """(B, 1, A) 1.0 where the anchor cell lies inside image b's own letterboxed area."""
         centres = points * strides  # (A, 2) cell centres in input px
         limits = torch.tensor(
-            [[g.input_hw[1], g.input_hw[0]] for g in geometries], dtype=centres.dtype,
+            [[g.input_hw[1], g.input_hw[0]] for g in geometries],
+            dtype=centres.dtype,
             device=centres.device,
         )  # (B, 2) (W, H)
         inside = (centres[None] < limits[:, None]).all(-1)  # (B, A, 2) -> (B, A)
@@ -360,13 +381,26 @@ class Predictor:
     ) -> Results:
         """NMS output of one image -> Results (full-image box step, masks, box scaling)."""
         retina = options.retina_masks
-        window = None if retina else (
-            geometry.pad_top, geometry.pad_left, geometry.resized_hw[0], geometry.resized_hw[1]
+        window = (
+            None
+            if retina
+            else (
+                geometry.pad_top,
+                geometry.pad_left,
+                geometry.resized_hw[0],
+                geometry.resized_hw[1],
+            )
         )
         frame = geometry.orig_hw if retina else geometry.input_hw
         if det.boxes.shape[0] == 0:
-            return self._results(CompactMasks.empty(frame, protos.device), det.boxes.new_zeros((0, 4)),
-                                 det.scores, det.class_ids, image, window)
+            return self._results(
+                CompactMasks.empty(frame, protos.device),
+                det.boxes.new_zeros((0, 4)),
+                det.scores,
+                det.class_ids,
+                image,
+                window,
+            )
         backend = get_mask_backend(options.mask_backend)
         boxes_input = det.boxes.clone()  # (N, 4) letterbox px
         if options.postprocess == "official":
@@ -387,12 +421,28 @@ class Predictor:
                         step.matched.numel(),
                     )
             boxes_orig = scale_boxes(boxes_input, geometry, rule="official")
-            masks = backend(protos, det.coeffs, boxes_input, boxes_orig, geometry, retina=retina,
-                            postprocess="official", mask_rule=options.mask_rule)
+            masks = backend(
+                protos,
+                det.coeffs,
+                boxes_input,
+                boxes_orig,
+                geometry,
+                retina=retina,
+                postprocess="official",
+                mask_rule=options.mask_rule,
+            )
             return self._results(masks, boxes_orig, det.scores, det.class_ids, image, window)
         boxes_orig = scale_boxes(boxes_input, geometry, rule="ultralytics")
-        masks = backend(protos, det.coeffs, boxes_input, boxes_orig, geometry, retina=retina,
-                        postprocess="ultralytics", mask_rule="logit")
+        masks = backend(
+            protos,
+            det.coeffs,
+            boxes_input,
+            boxes_orig,
+            geometry,
+            retina=retina,
+            postprocess="ultralytics",
+            mask_rule="logit",
+        )
         keep = masks.areas() > 0  # 8.4.190 drops detections whose mask is empty (spec §3.8)
         if not bool(keep.all()):
             masks, boxes_orig = masks[keep], boxes_orig[keep]

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fastsam_core.cli._prompt_args import add_prompt_arguments, prompt_kwargs
+
 if TYPE_CHECKING:
     from fastsam_core.results import Results
 
@@ -30,25 +32,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="segment everything in images (masks, boxes, scores)",
         description="Segment every object in each image with FastSAM (everything mode).",
     )
-    parser.add_argument("sources", nargs="+", metavar="SOURCE",
-                        help="image files, directories or glob patterns (quote globs)")
-    parser.add_argument("--model", default="fastsam-x",
-                        help="fastsam-s, fastsam-x (downloaded once) or a .pt/.safetensors path")
-    parser.add_argument("--imgsz", type=int, default=None,
-                        help="letterbox size (default: the checkpoint's, 1024 for FastSAM)")
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="image files, directories or glob patterns (quote globs)",
+    )
+    parser.add_argument(
+        "--model",
+        default="fastsam-x",
+        help="fastsam-s, fastsam-x (downloaded once) or a .pt/.safetensors path",
+    )
+    parser.add_argument(
+        "--imgsz",
+        type=int,
+        default=None,
+        help="letterbox size (default: the checkpoint's, 1024 for FastSAM)",
+    )
     parser.add_argument("--conf", type=float, default=0.4, help="score threshold (default 0.4)")
     parser.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold (default 0.9)")
-    parser.add_argument("--retina", action=argparse.BooleanOptionalAction, default=True,
-                        help="masks at the original resolution (default) or the network's")
+    parser.add_argument(
+        "--retina",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="masks at the original resolution (default) or the network's",
+    )
     parser.add_argument("--max-det", type=int, default=300, help="most masks per image")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--out", default="fastsam_output", help="output directory")
-    parser.add_argument("--format", default="png,json",
-                        help=f"comma-separated outputs from {','.join(FORMATS)} (default png,json)")
+    parser.add_argument(
+        "--format",
+        default="png,json",
+        help=f"comma-separated outputs from {','.join(FORMATS)} (default png,json)",
+    )
     parser.add_argument("--force", action="store_true", help="replace existing output files")
-    parser.add_argument("--postprocess", choices=("official", "ultralytics"), default="official",
-                        help="reference semantics: FastSAM repo (default) or ultralytics 8.4")
+    parser.add_argument(
+        "--postprocess",
+        choices=("official", "ultralytics"),
+        default="official",
+        help="reference semantics: FastSAM repo (default) or ultralytics 8.4",
+    )
     parser.add_argument("--mask-backend", default="reference", help="mask assembly backend")
+    add_prompt_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -56,13 +81,16 @@ def _parse_formats(text: str) -> list[str]:
     formats = [f.strip().lower() for f in text.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        raise ValueError(f"--format takes a comma-separated subset of {','.join(FORMATS)}, got {text!r}")
+        raise ValueError(
+            f"--format takes a comma-separated subset of {','.join(FORMATS)}, got {text!r}"
+        )
     return list(dict.fromkeys(formats))
 
 
 def _unique_stems(items: list[Any]) -> list[str]:
     """Output stems per item: the file stem, with _2, _3... when two inputs share one."""
-    stems, seen = [], {}
+    stems: list[str] = []
+    seen: dict[str, int] = {}
     for i, item in enumerate(items):
         stem = Path(item).stem if isinstance(item, (str, Path)) else f"image{i}"
         count = seen.get(stem, 0) + 1
@@ -87,11 +115,15 @@ def _save(result: Results, stem: str, out_dir: Path, formats: list[str]) -> None
     writers: dict[str, Callable[[Path], Any]] = {
         "png": lambda p: result.save_overlay(p, overwrite=True),
         "json": lambda p: p.write_text(json.dumps(document)),
-        "rle": lambda p: p.write_text(json.dumps({
-            "image": document["image"],
-            "scores": [a["score"] for a in document["annotations"]],
-            "rle": [a["segmentation"] for a in document["annotations"]],
-        })),
+        "rle": lambda p: p.write_text(
+            json.dumps(
+                {
+                    "image": document["image"],
+                    "scores": [a["score"] for a in document["annotations"]],
+                    "rle": [a["segmentation"] for a in document["annotations"]],
+                }
+            )
+        ),
         "npz": lambda p: result.save_npz(p, overwrite=True),
     }
     for fmt in formats:
@@ -100,12 +132,15 @@ def _save(result: Results, stem: str, out_dir: Path, formats: list[str]) -> None
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     from fastsam_core.io.images import expand_sources, load_image
     from fastsam_core.predictor import Predictor
+    from fastsam_core.prompts import make_prompt_options, prompt
 
     formats = _parse_formats(args.format)
+    prompts, prompt_options = prompt_kwargs(args)
+    make_prompt_options(**prompt_options)  # bad flags fail before the model loads
     out_dir = Path(args.out)
     items: list[Any] = []
     failures = 0
@@ -128,8 +163,14 @@ def run(args: argparse.Namespace) -> int:
                 "replace them or choose another --out"
             )
     predictor = Predictor(
-        args.model, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-        max_det=args.max_det, retina_masks=args.retina, postprocess=args.postprocess,
+        args.model,
+        device=args.device,
+        imgsz=args.imgsz,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        retina_masks=args.retina,
+        postprocess=args.postprocess,
         mask_backend=args.mask_backend,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,12 +179,17 @@ def run(args: argparse.Namespace) -> int:
     for item, stem in progress:
         try:
             image = load_image(item)
-            result = predictor.predict_images([image])[0].to("cpu")
+            result = predictor.predict_images([image])[0]
+            if prompts is not None:
+                result = prompt(result, **prompts, **prompt_options)
+            result = result.to("cpu")
             _save(result, stem, out_dir, formats)
             done += 1
         except (ValueError, TypeError, OSError, RuntimeError, torch.cuda.OutOfMemoryError) as err:
             failures += 1
             tqdm.write(f"fastsam segment: failed {item}: {err}", file=sys.stderr)
     progress.close()
-    print(f"segmented {done} image(s) into {out_dir}" + (f"; {failures} failed" if failures else ""))
+    print(
+        f"segmented {done} image(s) into {out_dir}" + (f"; {failures} failed" if failures else "")
+    )
     return 1 if failures else 0

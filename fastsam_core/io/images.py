@@ -20,7 +20,6 @@ import glob
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 # One image or a sequence of them; a directory or glob string expands to its image files.
-ImageSource = Union[str, Path, np.ndarray, Image.Image, torch.Tensor]
+ImageSource = str | Path | np.ndarray | Image.Image | torch.Tensor
 
 
 @dataclass
@@ -60,7 +59,9 @@ def list_image_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"image directory not found: {directory}")
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 def expand_sources(source: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
@@ -85,7 +86,7 @@ def expand_sources(source: ImageSource | Sequence[ImageSource]) -> list[ImageSou
         return [path]
     if isinstance(source, torch.Tensor) and source.ndim == 4:
         return list(source.unbind(0))
-    return [source]
+    return [source]  # type: ignore[list-item]  # ndarray is also a Sequence to mypy
 
 
 def iter_images(
@@ -144,10 +145,9 @@ def _read_file(path: Path) -> torch.Tensor:
     if path.stat().st_size == 0:
         raise ValueError(f"cannot read image {path}: the file is empty (0 bytes)")
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now so truncated/corrupt data fails here, naming the file
-            img = ImageOps.exif_transpose(img)
-            return _from_pil(img, str(path))
+        with Image.open(path) as opened:
+            opened.load()  # decode now so truncated/corrupt data fails here, naming the file
+            return _from_pil(ImageOps.exif_transpose(opened), str(path))
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
 

@@ -102,27 +102,65 @@ def _check_outputs(out: Path, stem: str, photo: Path, conf: float) -> int:
     return len(records)
 
 
-def test_segment_directory_with_a_bad_file(converted_s: Path, photo_dir: Path, tmp_path: Path) -> None:
+def test_segment_directory_with_a_bad_file(
+    converted_s: Path, photo_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    proc = _segment(str(photo_dir), "--model", str(converted_s), "--imgsz", "640", "--device", "cpu",
-                    "--out", str(out), "--format", "png,json,rle,npz")
+    proc = _segment(
+        str(photo_dir),
+        "--model",
+        str(converted_s),
+        "--imgsz",
+        "640",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--format",
+        "png,json,rle,npz",
+    )
     assert proc.returncode == 1, proc.stderr  # one file failed, the others were written
     assert "broken.jpg" in proc.stderr and "cannot read image" in proc.stderr
     assert "segmented 3 image(s)" in proc.stdout and "1 failed" in proc.stdout
-    counts = {stem: _check_outputs(out, stem, photo_dir / f"{stem}.jpg", conf=0.4)
-              for stem in (Path(p).stem for p in PHOTOS)}
+    counts = {
+        stem: _check_outputs(out, stem, photo_dir / f"{stem}.jpg", conf=0.4)
+        for stem in (Path(p).stem for p in PHOTOS)
+    }
     assert sum(counts.values()) > 0, counts
     assert not list(out.glob("broken*")) and not list(out.glob(".*"))  # no partial/temp files
 
     # Never overwrite without --force; nothing is touched.
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = _segment(str(photo_dir / "cat.jpg"), "--model", str(converted_s), "--imgsz", "640",
-                     "--out", str(out), "--format", "json")
+    again = _segment(
+        str(photo_dir / "cat.jpg"),
+        "--model",
+        str(converted_s),
+        "--imgsz",
+        "640",
+        "--out",
+        str(out),
+        "--format",
+        "json",
+    )
     assert again.returncode == 1 and "already exist" in again.stderr and "--force" in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
-    forced = _segment(str(photo_dir / "cat.jpg"), "--model", str(converted_s), "--imgsz", "640",
-                      "--device", "cpu", "--out", str(out), "--format", "json", "--force",
-                      "--no-retina", "--conf", "0.5")
+    forced = _segment(
+        str(photo_dir / "cat.jpg"),
+        "--model",
+        str(converted_s),
+        "--imgsz",
+        "640",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--format",
+        "json",
+        "--force",
+        "--no-retina",
+        "--conf",
+        "0.5",
+    )
     assert forced.returncode == 0, forced.stderr
     assert (out / "cat.json").stat().st_mtime_ns != before["cat.json"]
     doc = json.loads((out / "cat.json").read_text())
@@ -137,11 +175,15 @@ def test_segment_usage_errors(
 
     cases = [
         ([str(tmp_path / "nothing.jpg"), "--model", str(converted_s)], "nothing.jpg"),
-        ([str(IMAGES / "cat.jpg"), "--model", str(tmp_path / "missing.safetensors")],
-         "weights file not found"),
+        (
+            [str(IMAGES / "cat.jpg"), "--model", str(tmp_path / "missing.safetensors")],
+            "weights file not found",
+        ),
         ([str(IMAGES / "cat.jpg"), "--model", str(converted_s), "--format", "png,gif"], "--format"),
-        ([str(IMAGES / "cat.jpg"), "--model", str(converted_s), "--conf", "-1"],
-         "conf must be in [0, 1]"),
+        (
+            [str(IMAGES / "cat.jpg"), "--model", str(converted_s), "--conf", "-1"],
+            "conf must be in [0, 1]",
+        ),
         ([str(IMAGES / "cat.jpg"), "--model", str(converted_s), "--device", "cuda:7"], "cuda:7"),
     ]
     for args, message in cases:
@@ -157,9 +199,26 @@ def test_ctrl_c_stops_cleanly(converted_s: Path, tmp_path: Path) -> None:
     if len(photos) < 3:
         pytest.skip(f"needs photos in {IMAGES}")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "fastsam_core", "segment", str(IMAGES), "--model", str(converted_s),
-           "--imgsz", "640", "--device", "cpu", "--out", str(out), "--format", "json,npz"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastsam_core",
+        "segment",
+        str(IMAGES),
+        "--model",
+        str(converted_s),
+        "--imgsz",
+        "640",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--format",
+        "json,npz",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
     deadline = time.monotonic() + 300
     while not list(out.glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
@@ -179,7 +238,20 @@ def test_segment_all_shared_photos(converted_s: Path, tmp_path: Path) -> None:
     if not photos:
         pytest.skip(f"no photos in {IMAGES}")
     out = tmp_path / "out"
-    proc = _segment(str(IMAGES), "--model", str(converted_s), "--imgsz", "640", "--device", "cpu",
-                    "--out", str(out), "--format", "json", "--no-retina", timeout=1200)
+    proc = _segment(
+        str(IMAGES),
+        "--model",
+        str(converted_s),
+        "--imgsz",
+        "640",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--format",
+        "json",
+        "--no-retina",
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.glob("*.json")) == sorted(f"{p.stem}.json" for p in photos)

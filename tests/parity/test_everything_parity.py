@@ -38,11 +38,16 @@ def _synthetic(h: int, w: int, seed: int) -> np.ndarray:
     """Smooth background with a few coloured discs and boxes: (h, w, 3) uint8 RGB."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
-    image = np.stack([xx * 255 / max(w - 1, 1), yy * 255 / max(h - 1, 1),
-                      np.full((h, w), 128.0)], -1)
+    image = np.stack(
+        [xx * 255 / max(w - 1, 1), yy * 255 / max(h - 1, 1), np.full((h, w), 128.0)], -1
+    )
     for _ in range(6):
         colour = rng.integers(0, 256, 3)
-        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(10, max(11, min(h, w) // 3))
+        cy, cx, r = (
+            rng.integers(0, h),
+            rng.integers(0, w),
+            rng.integers(10, max(11, min(h, w) // 3)),
+        )
         image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = colour
         y0, x0 = rng.integers(0, h), rng.integers(0, w)
         image[y0 : y0 + r, x0 : x0 + 2 * r] = rng.integers(0, 256, 3)
@@ -112,8 +117,11 @@ class OracleFastSAM:
 
         def memo(im: torch.Tensor, *args: object, **kwargs: object) -> object:
             im = im.contiguous()
-            key = (tuple(im.shape), float(im.double().sum()),
-                   float((im.double().flatten()[::97] * torch.arange(0, im.numel(), 97)).sum()))
+            key = (
+                tuple(im.shape),
+                float(im.double().sum()),
+                float((im.double().flatten()[::97] * torch.arange(0, im.numel(), 97)).sum()),
+            )
             if key not in self._cache:
                 self.forwards += 1
                 self._cache[key] = inference(im, *args, **kwargs)
@@ -123,8 +131,9 @@ class OracleFastSAM:
 
     def __call__(self, rgb: torch.Tensor, imgsz: int, retina: bool) -> object:
         bgr = np.ascontiguousarray(rgb.numpy()[:, :, ::-1])
-        return self.model.predict(bgr, device="cpu", imgsz=imgsz, conf=CONF, iou=IOU,
-                                  retina_masks=retina, verbose=False)[0]
+        return self.model.predict(
+            bgr, device="cpu", imgsz=imgsz, conf=CONF, iou=IOU, retina_masks=retina, verbose=False
+        )[0]
 
 
 @pytest.fixture(scope="session")
@@ -154,8 +163,9 @@ def report() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------ comparisons
-def _compare(case: str, ours: object, boxes: torch.Tensor, scores: torch.Tensor,
-             masks: torch.Tensor) -> None:
+def _compare(
+    case: str, ours: object, boxes: torch.Tensor, scores: torch.Tensor, masks: torch.Tensor
+) -> None:
     """Our Results vs reference boxes (N, 4), scores (N,), dense masks (N, H, W) bool."""
     assert len(ours) == boxes.shape[0], f"{case}: {len(ours)} detections vs {boxes.shape[0]}"
     n = len(ours)
@@ -165,7 +175,9 @@ def _compare(case: str, ours: object, boxes: torch.Tensor, scores: torch.Tensor,
     box_diff = float((ours.boxes - boxes).abs().max())
     score_diff = float((ours.scores - scores).abs().max())
     dense = ours.masks.to_dense()  # (N, H, W) in our masks' frame
-    assert dense.shape == masks.shape, f"{case}: mask shapes {tuple(dense.shape)} vs {tuple(masks.shape)}"
+    assert dense.shape == masks.shape, (
+        f"{case}: mask shapes {tuple(dense.shape)} vs {tuple(masks.shape)}"
+    )
     agreement = (dense == masks).flatten(1).float().mean(1)  # (N,)
     inter = (dense & masks).flatten(1).sum(1).float()
     union = (dense | masks).flatten(1).sum(1).float()
@@ -183,15 +195,20 @@ def _compare(case: str, ours: object, boxes: torch.Tensor, scores: torch.Tensor,
 def _oracle_arrays(result: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if result.masks is None or len(result.boxes) == 0:
         return torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 1, 1, dtype=torch.bool)
-    return (result.boxes.xyxy.float().cpu(), result.boxes.conf.float().cpu(),
-            result.masks.data.cpu() > 0.5)
+    return (
+        result.boxes.xyxy.float().cpu(),
+        result.boxes.conf.float().cpu(),
+        result.masks.data.cpu() > 0.5,
+    )
 
 
 # Each (scale, image, imgsz) is one oracle forward; retina on/off reuse it. FastSAM-x (slow on
 # a CPU) runs on one photo and one synthetic image only; big cases are marked slow (CPU budget).
 SLOW = pytest.mark.slow
 CASES = [
-    ("s", "dogs.jpg", 640), ("s", "synthetic333x517", 640), ("s", "gray23x41", 640),
+    ("s", "dogs.jpg", 640),
+    ("s", "synthetic333x517", 640),
+    ("s", "gray23x41", 640),
     pytest.param("s", "dogs.jpg", 1024, marks=SLOW),
     pytest.param("s", "sa_10039.jpg", 640, marks=SLOW),
     pytest.param("s", "synthetic333x517", 1024, marks=SLOW),
@@ -201,7 +218,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("scale", "image_name", "imgsz"), CASES)
-def test_everything_matches_ultralytics(runners: Callable, scale: str, image_name: str, imgsz: int) -> None:
+def test_everything_matches_ultralytics(
+    runners: Callable, scale: str, image_name: str, imgsz: int
+) -> None:
     ours, oracle = runners(scale)
     image = _image(image_name)
     for retina in (True, False):
@@ -230,12 +249,14 @@ def _letterbox_cv2(rgb: np.ndarray, imgsz: int) -> tuple[np.ndarray, tuple[int, 
 
     h0, w0 = rgb.shape[:2]
     r = min(imgsz / h0, imgsz / w0)
-    new_w, new_h = int(round(w0 * r)), int(round(h0 * r))
+    new_w, new_h = round(w0 * r), round(h0 * r)  # banker's rounding
     dw, dh = (imgsz - new_w) % 32 / 2, (imgsz - new_h) % 32 / 2
     if (new_w, new_h) != (w0, h0):
         rgb = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, bottom, left, right = round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
-    out = cv2.copyMakeBorder(rgb, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    out = cv2.copyMakeBorder(
+        rgb, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114)
+    )
     return out, out.shape[:2]
 
 
@@ -248,8 +269,13 @@ def _crop(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return masks * ((cols >= x1) & (cols < x2) & (rows >= y1) & (rows < y2))
 
 
-def official_reference(decoded: torch.Tensor, protos: torch.Tensor, input_hw: tuple[int, int],
-                       orig_hw: tuple[int, int], retina: bool) -> tuple[torch.Tensor, ...]:
+def official_reference(
+    decoded: torch.Tensor,
+    protos: torch.Tensor,
+    input_hw: tuple[int, int],
+    orig_hw: tuple[int, int],
+    retina: bool,
+) -> tuple[torch.Tensor, ...]:
     """Spec §3.6-§3.8, FastSAM repo HEAD (8.0.120, logit > 0), for one image.
 
     decoded: (4 + 1 + 32, A) = [xywh px, sigmoid score, coeffs]; protos: (32, Hp, Wp).
@@ -274,8 +300,9 @@ def official_reference(decoded: torch.Tensor, protos: torch.Tensor, input_hw: tu
     boxes[boxes[:, 1] < 20, 1] = 0
     boxes[boxes[:, 2] > W - 20, 2] = W
     boxes[boxes[:, 3] > H - 20, 3] = H
-    inter = ((boxes[:, 2].clamp(max=W) - boxes[:, 0].clamp(min=0)).clamp(min=0)
-             * (boxes[:, 3].clamp(max=H) - boxes[:, 1].clamp(min=0)).clamp(min=0))
+    inter = (boxes[:, 2].clamp(max=W) - boxes[:, 0].clamp(min=0)).clamp(min=0) * (
+        boxes[:, 3].clamp(max=H) - boxes[:, 1].clamp(min=0)
+    ).clamp(min=0)
     iou = inter / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + W * H - inter)
     hits = torch.nonzero(iou > 0.9).flatten()
     boxes[hits] = torch.tensor([0.0, 0.0, W, H])
@@ -296,15 +323,21 @@ def official_reference(decoded: torch.Tensor, protos: torch.Tensor, input_hw: tu
         masks = _crop(up, orig) > 0
     else:  # crop at proto res with scaled boxes, bilinear to the input size, > 0
         proto_boxes = boxes * torch.tensor([wp / W, hp / H, wp / W, hp / H])
-        up = F.interpolate(_crop(logits, proto_boxes)[None], (H, W), mode="bilinear",
-                           align_corners=False)[0]
+        up = F.interpolate(
+            _crop(logits, proto_boxes)[None], (H, W), mode="bilinear", align_corners=False
+        )[0]
         masks = up > 0
     return orig, scores, masks, hits.numel()
 
 
-@pytest.mark.parametrize(("image_name", "imgsz"), [
-    ("dogs.jpg", 640), ("synthetic333x517", 640), pytest.param("sa_10039.jpg", 1024, marks=SLOW),
-])
+@pytest.mark.parametrize(
+    ("image_name", "imgsz"),
+    [
+        ("dogs.jpg", 640),
+        ("synthetic333x517", 640),
+        pytest.param("sa_10039.jpg", 1024, marks=SLOW),
+    ],
+)
 def test_official_pipeline_matches_restated_reference(
     oracle_support: object, checkpoints: Callable, image_name: str, imgsz: int
 ) -> None:
@@ -321,8 +354,9 @@ def test_official_pipeline_matches_restated_reference(
     # only the post-processing is compared.
     ours = Predictor(st, fuse=False)
     for retina in (True, False):
-        boxes, scores, masks, hits = official_reference(decoded[0], protos[0], input_hw,
-                                                        tuple(image.shape[:2]), retina)
+        boxes, scores, masks, hits = official_reference(
+            decoded[0], protos[0], input_hw, tuple(image.shape[:2]), retina
+        )
         (result,) = ours(image, imgsz=imgsz, retina_masks=retina)
         case = f"official FastSAM-s {image_name} imgsz={imgsz} retina={retina} full-box hits={hits}"
         _compare(case, result, boxes, scores, masks)
@@ -331,8 +365,9 @@ def test_official_pipeline_matches_restated_reference(
 def test_reference_restatement_is_not_vacuous() -> None:
     """The restated pipeline reacts to its inputs (guards the comparison above)."""
     decoded = torch.zeros(37, 3)
-    decoded[:4] = torch.tensor([[50.0, 20.0, 64.0], [30.0, 20.0, 32.0], [20.0, 10.0, 128.0],
-                                [20.0, 10.0, 64.0]])
+    decoded[:4] = torch.tensor(
+        [[50.0, 20.0, 64.0], [30.0, 20.0, 32.0], [20.0, 10.0, 128.0], [20.0, 10.0, 64.0]]
+    )
     decoded[4] = torch.tensor([0.9, 0.3, 0.8])
     decoded[5:] = 1.0
     protos = torch.ones(32, 16, 32)

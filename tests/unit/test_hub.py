@@ -21,7 +21,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     mode = "ok"  # set per test: ok | truncated | error500
     payload = PAYLOAD
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:  # http.server API name
         self.requests.append(self.path)
         if self.mode == "error500":
             self.send_error(500, "Internal Server Error")
@@ -29,7 +29,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.payload
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body) + (1000 if self.mode == "truncated" else 0)))
+        self.send_header(
+            "Content-Length", str(len(body) + (1000 if self.mode == "truncated" else 0))
+        )
         self.end_headers()
         self.wfile.write(body)  # truncated: Content-Length promises 1000 bytes more than sent
         self.close_connection = True
@@ -42,7 +44,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server() -> Iterator[tuple[str, type[_Handler]]]:
     handler = type("Handler", (_Handler,), {"requests": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
@@ -79,7 +83,9 @@ def test_names_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_download_success(server: tuple[str, type[_Handler]], tmp_path: Path) -> None:
     url, _ = server
     dest = tmp_path / "w" / "file.pt"
-    assert hub.download_file(f"{url}/file.pt", dest, sha256=PAYLOAD_SHA, progress=False) == PAYLOAD_SHA
+    assert (
+        hub.download_file(f"{url}/file.pt", dest, sha256=PAYLOAD_SHA, progress=False) == PAYLOAD_SHA
+    )
     assert dest.read_bytes() == PAYLOAD
     assert _leftovers(dest.parent) == ["file.pt"]
 
@@ -87,7 +93,9 @@ def test_download_success(server: tuple[str, type[_Handler]], tmp_path: Path) ->
 def test_download_wrong_checksum(server: tuple[str, type[_Handler]], tmp_path: Path) -> None:
     url, _ = server
     dest = tmp_path / "file.pt"
-    with pytest.raises(ValueError, match="checksum mismatch .* expected sha256 0+, got " + PAYLOAD_SHA):
+    with pytest.raises(
+        ValueError, match="checksum mismatch .* expected sha256 0+, got " + PAYLOAD_SHA
+    ):
         hub.download_file(f"{url}/file.pt", dest, sha256="0" * 64, progress=False)
     assert _leftovers(tmp_path) == []
 
@@ -142,7 +150,7 @@ def test_download_interrupted_midstream(
 def test_checkpoint_by_name_downloads_and_pins_unknown_hash(
     server: tuple[str, type[_Handler]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, handler = server
+    url, _ = server
     monkeypatch.setenv("FASTSAM_HOME", str(tmp_path))
     monkeypatch.setenv("FASTSAM_WEIGHTS_URL", url)
     monkeypatch.delenv("FASTSAM_OFFLINE", raising=False)
@@ -169,7 +177,9 @@ def test_offline_error_names_file_and_place(
     with pytest.raises(FileNotFoundError, match=f"place it at {expected_place}"):
         hub.resolve_weights("fastsam-x", progress=False)
     monkeypatch.setenv("FASTSAM_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match=f"downloads are off.*{url}/FastSAM-x.pt.*{expected_place}"):
+    with pytest.raises(
+        FileNotFoundError, match=f"downloads are off.*{url}/FastSAM-x.pt.*{expected_place}"
+    ):
         hub.resolve_weights("fastsam-x", progress=False)
     with pytest.raises(FileNotFoundError, match="weights file not found: nope.pt"):
         hub.resolve_weights("nope.pt")
@@ -203,7 +213,10 @@ def test_resolve_by_name_downloads_converts_once_and_loads(
     assert (tmp_path / "FastSAM-s.pt").read_bytes() == cached.read_bytes()
     assert hub.resolve_weights("fastsam-s", progress=False) == path and len(requests) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "FastSAM-s.pt", "FastSAM-s.pt.sha256", "FastSAM-s.safetensors"]
+        "FastSAM-s.pt",
+        "FastSAM-s.pt.sha256",
+        "FastSAM-s.safetensors",
+    ]
 
     from fastsam_core import Predictor
 

@@ -113,7 +113,9 @@ def test_errors(tmp_path: Path) -> None:
         load_image(np.zeros((0, 5, 3), np.uint8))
     with pytest.raises(ValueError, match=r"must have shape .* got \(4, 5, 2\)"):
         load_image(np.zeros((4, 5, 2), np.uint8))
-    with pytest.raises(ValueError, match=r"must have shape \(3, H, W\) or \(H, W, 3\), got \(4, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"must have shape \(3, H, W\) or \(H, W, 3\), got \(4, 5\)"
+    ):
         load_image(torch.zeros(4, 5, dtype=torch.uint8))
     with pytest.raises(TypeError, match="dtype int32"):
         load_image(np.zeros((4, 5, 3), np.int32))

@@ -44,8 +44,9 @@ def model() -> YoloV8Seg:
     torch.manual_seed(0)
     net = build_model(yolov8_seg_config("n", imgsz=IMGSZ))
     images = [im.permute(2, 0, 1) for im in _photos()]  # (3, H0, W0) each
-    inputs = [letterbox(im, letterbox_geometry(im.shape[1:], IMGSZ))[None].float() / 255
-              for im in images]  # exactly what the predictor feeds, (1, 3, H, W) each
+    inputs = [
+        letterbox(im, letterbox_geometry(im.shape[1:], IMGSZ))[None].float() / 255 for im in images
+    ]  # exactly what the predictor feeds, (1, 3, H, W) each
     with torch.no_grad():
         bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         for bn in bns:
@@ -97,7 +98,9 @@ def test_non_retina_masks_in_letterbox_frame(predictor: Predictor, postprocess: 
 
 @pytest.mark.parametrize("postprocess", ["official", "ultralytics"])
 @pytest.mark.parametrize("retina", [True, False])
-def test_no_detections_gives_empty_results(predictor: Predictor, postprocess: str, retina: bool) -> None:
+def test_no_detections_gives_empty_results(
+    predictor: Predictor, postprocess: str, retina: bool
+) -> None:
     (res,) = predictor(_photos()[0], conf=1.0, postprocess=postprocess, retina_masks=retina)
     assert len(res) == 0 and res.boxes.shape == (0, 4) and res.scores.shape == (0,)
     assert len(res.masks) == 0 and res.to_rle() == [] and res.to_json()["annotations"] == []
@@ -139,8 +142,12 @@ def test_input_kinds_agree(predictor: Predictor, tmp_path: Path) -> None:
     Image.fromarray(rgb).save(tmp_path / "photo.png")
     ref = predictor(tmp_path / "photo.png")[0]
     assert ref.path == str(tmp_path / "photo.png") and len(ref) > 0
-    for source, kwargs in [(rgb, {}), (np.ascontiguousarray(rgb[:, :, ::-1]), {"bgr": True}),
-                           (torch.from_numpy(rgb).permute(2, 0, 1), {}), (Image.fromarray(rgb), {})]:
+    for source, kwargs in [
+        (rgb, {}),
+        (np.ascontiguousarray(rgb[:, :, ::-1]), {"bgr": True}),
+        (torch.from_numpy(rgb).permute(2, 0, 1), {}),
+        (Image.fromarray(rgb), {}),
+    ]:
         res = predictor(source, **kwargs)[0]
         assert torch.equal(res.boxes, ref.boxes) and res.path == "image0"
 
@@ -186,7 +193,9 @@ def predictor_warned() -> set[str]:
     return module._warned
 
 
-def test_imgsz_rounded_up_with_warning(predictor: Predictor, caplog: pytest.LogCaptureFixture) -> None:
+def test_imgsz_rounded_up_with_warning(
+    predictor: Predictor, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
         opts = predictor.resolve_options(imgsz=300)
     assert opts.imgsz == (320, 320) and "multiple" in caplog.text
@@ -205,7 +214,11 @@ def test_imgsz_rounded_up_with_warning(predictor: Predictor, caplog: pytest.LogC
         ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
         ({"imgsz": -32}, ValueError, "imgsz must be positive"),
         ({"postprocess": "v5"}, ValueError, "postprocess must be one of"),
-        ({"postprocess": "ultralytics", "mask_rule": "sigmoid"}, ValueError, "only for postprocess='official'"),
+        (
+            {"postprocess": "ultralytics", "mask_rule": "sigmoid"},
+            ValueError,
+            "only for postprocess='official'",
+        ),
         ({"mask_backend": "warp"}, ValueError, "unknown mask_backend 'warp'"),
         ({"confidence": 0.3}, TypeError, r"unknown option\(s\) \['confidence'\]"),
     ],
