@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from fastsam_core.io.images import expand_sources, load_image
     from fastsam_core.predictor import Predictor
     from fastsam_core.prompts import make_prompt_options, prompt
+    from fastsam_core.prompts.apply import prepare_prompts
 
     formats = _parse_formats(args.format)
     prompts, prompt_options = prompt_kwargs(args)
@@ -179,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
     for item, stem in progress:
         try:
             image = load_image(item)
+            if prompts is not None:  # bad prompts fail before the network runs
+                prepare_prompts([image.hw], **prompts, **prompt_options)
             result = predictor.predict_images([image])[0]
             if prompts is not None:
                 result = prompt(result, **prompts, **prompt_options)

@@ -17,6 +17,7 @@ Output layouts (`output=`):
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,6 +87,17 @@ class PromptOptions:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        top_k = self.text_top_k
+        if self.text_rule == "topk" and (
+            isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1
+        ):
+            raise ValueError(f"text rule 'topk' needs top_k >= 1 (text_top_k=3), got {top_k!r}")
+        threshold = self.text_threshold
+        if self.text_rule == "threshold" and (threshold is None or not math.isfinite(threshold)):
+            raise ValueError(
+                f"text rule 'threshold' needs a finite threshold (text_threshold=0.25), got "
+                f"{threshold!r}"
+            )
         if self.output == "subset" and self.point_mode == "union":
             raise ValueError(
                 "output='subset' returns rows of the everything result, but point_mode='union' "

@@ -85,7 +85,7 @@ def parse_boxes(
         if not clip:
             raise ValueError(
                 f"boxes {rows[outside].tolist()} reach outside the {width}x{height} image "
-                "(x in [0, W], y in [0, H]); pass clip=True (CLI: --clip) to clip them"
+                "(x in [0, W], y in [0, H]); pass clip=True (CLI: --clip-to-image) to clip them"
             )
         rows = torch.minimum(rows.clamp(min=0), limits)
     return rows
@@ -114,7 +114,7 @@ def parse_points(
         if not clip:
             raise ValueError(
                 f"points {rows[outside].tolist()} lie outside the {width}x{height} image "
-                f"(x in [0, {width}), y in [0, {height})); pass clip=True (CLI: --clip) to clip them"
+                f"(x in [0, {width}), y in [0, {height})); pass clip=True (CLI: --clip-to-image) to clip them"
             )
         rows = torch.stack([rows[:, 0].clamp(0, width - 1), rows[:, 1].clamp(0, height - 1)], 1)
     if labels is None:

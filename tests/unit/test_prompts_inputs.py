@@ -117,3 +117,13 @@ def test_prompt_validates_before_work_even_when_empty() -> None:
         prompt(res, points=[1, 2], point_mode="union", output="subset")
     assert prompt(res) is res  # no prompt: the everything result itself
     assert len(prompt(empty, boxes=[1, 2, 3, 4])) == 0
+
+
+def test_text_rule_options_checked_up_front() -> None:
+    res, _ = synthetic_results()
+    with pytest.raises(ValueError, match="needs top_k >= 1"):
+        prompt(res, texts="a dog", text_rule="topk")
+    with pytest.raises(ValueError, match="needs top_k >= 1"):
+        prompt(res, texts="a dog", text_rule="topk", text_top_k=0)
+    with pytest.raises(ValueError, match="needs a finite threshold"):
+        prompt(res, texts="a dog", text_rule="threshold", text_threshold=math.nan)
