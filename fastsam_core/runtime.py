@@ -71,19 +71,29 @@ class FastOptions:
     def validated(self, device: torch.device) -> FastOptions:
         """Check the fields against `device`; raises ValueError naming the field and the fix."""
         if self.bucket is not None and (
-            isinstance(self.bucket, bool) or not isinstance(self.bucket, int)
-            or self.bucket <= 0 or self.bucket % 32
+            isinstance(self.bucket, bool)
+            or not isinstance(self.bucket, int)
+            or self.bucket <= 0
+            or self.bucket % 32
         ):
-            raise ValueError(f"bucket must be a positive multiple of 32 or None, got {self.bucket!r}")
+            raise ValueError(
+                f"bucket must be a positive multiple of 32 or None, got {self.bucket!r}"
+            )
         if self.autocast not in ("off", "fp16", "bf16"):
             raise ValueError(f"autocast must be 'off', 'fp16' or 'bf16', got {self.autocast!r}")
         if self.autocast == "fp16" and device.type == "cpu":
-            raise ValueError("autocast='fp16' is for GPUs (CPU fp16 convs are slow); use 'bf16' or 'off'")
+            raise ValueError(
+                "autocast='fp16' is for GPUs (CPU fp16 convs are slow); use 'bf16' or 'off'"
+            )
         if self.cuda_graphs:
             if device.type != "cuda":
-                raise ValueError(f"cuda_graphs=True needs a CUDA device, got {device}; set cuda_graphs=False")
+                raise ValueError(
+                    f"cuda_graphs=True needs a CUDA device, got {device}; set cuda_graphs=False"
+                )
             if self.bucket is None:
-                raise ValueError("cuda_graphs=True needs fixed shapes: set bucket (e.g. bucket=1024)")
+                raise ValueError(
+                    "cuda_graphs=True needs fixed shapes: set bucket (e.g. bucket=1024)"
+                )
         return self
 
 
@@ -110,7 +120,9 @@ def resolve_fast(fast: bool | str | FastOptions | None) -> FastOptions | None:
         return fast
     if isinstance(fast, str):
         if fast not in FAST_PRESETS:
-            raise ValueError(f"unknown fast preset {fast!r}; expected one of {sorted(FAST_PRESETS)}")
+            raise ValueError(
+                f"unknown fast preset {fast!r}; expected one of {sorted(FAST_PRESETS)}"
+            )
         return FAST_PRESETS[fast]
     raise TypeError(f"fast must be a bool, a preset name or FastOptions, got {type(fast).__name__}")
 
@@ -178,7 +190,9 @@ class InferenceRunner:
             self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if self.options.compile:
             mode = "reduce-overhead" if self.options.cuda_graphs else self.options.compile_mode
-            compile_options = {"freezing": True} if self.options.freezing and mode is None else None
+            compile_options: dict[str, Any] | None = (
+                {"freezing": True} if self.options.freezing and mode is None else None
+            )
             self._network = torch.compile(
                 self.model, mode=mode, options=compile_options,
                 dynamic=False if self.options.bucket is not None else None,
@@ -215,7 +229,9 @@ class InferenceRunner:
         hw = (int(x.shape[2]), int(x.shape[3]))
         padded_hw = bucket_shape(hw, self.options.bucket)
         if padded_hw != hw:  # grey padding at the bottom/right, like the predictor's batches
-            x = F.pad(x, (0, padded_hw[1] - hw[1], 0, padded_hw[0] - hw[0]), value=PAD_VALUE / 255.0)
+            x = F.pad(
+                x, (0, padded_hw[1] - hw[1], 0, padded_hw[0] - hw[0]), value=PAD_VALUE / 255.0
+            )
             if self.options.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -247,7 +263,9 @@ class InferenceRunner:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # once per new shape, outside the hot loop
             self.compile_seconds[key] = time.perf_counter() - start
-            logger.info("compiled the network for input %s in %.1f s", key, self.compile_seconds[key])
+            logger.info(
+                "compiled the network for input %s in %.1f s", key, self.compile_seconds[key]
+            )
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -105,7 +105,9 @@ def compare(plain: Results, fast: Results) -> dict[str, float]:
     differing += sum(int(masks_p[i].sum()) for i in range(len(plain)) if i not in matched_p)
     differing += sum(int(masks_f[j].sum()) for j in range(len(fast)) if j not in matched_f)
     rows = max(len(plain), len(fast), 1)
-    box_diff = max((float((plain.boxes[i] - fast.boxes[j]).abs().max()) for i, j in pairs), default=0.0)
+    box_diff = max(
+        (float((plain.boxes[i] - fast.boxes[j]).abs().max()) for i, j in pairs), default=0.0
+    )
     score_diff = max((abs(float(plain.scores[i] - fast.scores[j])) for i, j in pairs), default=0.0)
     return {
         "agreement": 1.0 - differing / (rows * masks_p.shape[1] * masks_p.shape[2]),
@@ -148,7 +150,9 @@ def test_bf16_autocast_cpu(model: YoloV8Seg) -> None:
     fused = Predictor(model, **OPTIONS).model
     plain = InferenceRunner(fused, torch.device("cpu"), None)
     ref = plain(plain.to_input(batch))
-    bf16 = InferenceRunner(fused, torch.device("cpu"), FastOptions(autocast="bf16", channels_last=False))
+    bf16 = InferenceRunner(
+        fused, torch.device("cpu"), FastOptions(autocast="bf16", channels_last=False)
+    )
     out = bf16(bf16.to_input(batch))
     for name in ("box_dist", "class_logits", "mask_coeffs", "protos"):
         got, want = getattr(out, name), getattr(ref, name)
@@ -168,7 +172,9 @@ def test_bucket_is_grey_padding_then_crop(model: YoloV8Seg) -> None:
     batch = letterbox(photo, geometry)[None]  # (1, 3, H, W) uint8
     h, w = geometry.input_hw
     fused = Predictor(model, **OPTIONS).model  # fused fp32 network, as the predictor runs it
-    runner = InferenceRunner(fused, torch.device("cpu"), FastOptions(bucket=128, channels_last=False))
+    runner = InferenceRunner(
+        fused, torch.device("cpu"), FastOptions(bucket=128, channels_last=False)
+    )
     out = runner(runner.to_input(batch))
     big_h, big_w = bucket_shape((h, w), 128)
     padded = torch.full((1, 3, big_h, big_w), 114, dtype=torch.uint8)
@@ -177,7 +183,9 @@ def test_bucket_is_grey_padding_then_crop(model: YoloV8Seg) -> None:
         expected = crop_output(fused(padded.float() / 255.0), (h, w), fused.cfg.strides)
     assert out.feature_sizes == expected.feature_sizes
     for name in ("box_dist", "class_logits", "mask_coeffs", "protos"):
-        torch.testing.assert_close(getattr(out, name), getattr(expected, name), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            getattr(out, name), getattr(expected, name), rtol=1e-5, atol=1e-5
+        )
 
 
 @pytest.mark.slow
@@ -229,7 +237,9 @@ def test_crop_output_equals_unpadded_shapes() -> None:
     # anchor order: row-major per level, so the top-left P3 cell is the first anchor on both
     p3_ref = ref.class_logits[..., : 12 * 20].unflatten(2, (12, 20))
     p3_big = big.class_logits[..., : 16 * 32].unflatten(2, (16, 32))
-    assert torch.equal(cropped.class_logits[..., : 12 * 20].unflatten(2, (12, 20)), p3_big[..., :12, :20])
+    assert torch.equal(
+        cropped.class_logits[..., : 12 * 20].unflatten(2, (12, 20)), p3_big[..., :12, :20]
+    )
     assert p3_ref.shape == (1, 1, 12, 20)
 
 

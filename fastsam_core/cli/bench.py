@@ -1,0 +1,212 @@
+"""`fastsam bench MODEL IMAGES... [--imgsz 1024] [--fast default] [--profile trace.json]`: time our
+predictor on your own images (our side only; the side-by-side with the oracle is
+`python -m bench.end_to_end` in the repository).
+
+Per image: warm-up calls excluded, median and IQR over `--repeats`, split into stages
+(preprocess, forward, NMS, masks, other), plus images/s at `--batch-sizes`. `--profile` writes a
+torch profiler (chrome) trace of one warm call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+STAGES = ("preprocess", "forward", "nms", "masks", "other")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time the predictor on your images (per stage, median over repeats)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="model file (.pt / .safetensors) or a weights name")
+    parser.add_argument("images", nargs="+", help="image files, directories or globs")
+    parser.add_argument(
+        "--imgsz", type=int, default=None, help="letterbox size (default: the model's)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument(
+        "--fast", default="default", help="runtime preset: off, default, compile, ..."
+    )
+    parser.add_argument(
+        "--mask-backend", default="auto", help="mask backend name (reference, auto, ...)"
+    )
+    parser.add_argument(
+        "--no-retina", action="store_true", help="masks at the letterbox resolution"
+    )
+    parser.add_argument("--conf", type=float, default=0.4)
+    parser.add_argument("--iou", type=float, default=0.9)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="*", default=[], help="images/s at these B"
+    )
+    parser.add_argument("--profile", type=Path, help="write a torch profiler chrome trace here")
+    parser.add_argument("--json", type=Path, help="write the numbers as JSON here")
+    parser.set_defaults(func=run)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+        return timed
+
+
+class _TimedRunner:
+    """Stands in for `Predictor.runner`: input conversion counts as preprocess, then forward."""
+
+    def __init__(self, runner: Any, clock: _Clock) -> None:
+        self.to_input = clock.wrap("preprocess", runner.to_input)
+        self._forward = clock.wrap("forward", runner)
+
+    def __call__(self, x: Any) -> Any:
+        return self._forward(x)
+
+
+@contextlib.contextmanager
+def _instrumented(predictor: Any, clock: _Clock) -> Iterator[None]:
+    """Wrap the predictor's steps with timers for one call (restored on exit)."""
+    import fastsam_core.predictor as module
+
+    saved: dict[str, Any] = {
+        "non_max_suppression": module.non_max_suppression,
+        "get_mask_backend": module.get_mask_backend,
+    }
+    nms, get_backend = saved["non_max_suppression"], saved["get_mask_backend"]
+    setattr(module, "non_max_suppression", clock.wrap("nms", nms))  # noqa: B010 - patched for timing
+    setattr(module, "get_mask_backend", lambda name: clock.wrap("masks", get_backend(name)))  # noqa: B010
+    runner = predictor.runner
+    predictor.runner = _TimedRunner(runner, clock)
+    predictor._letterbox_batch = clock.wrap("preprocess", type(predictor)._letterbox_batch)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(module, name, fn)
+        predictor.runner = runner
+        del predictor._letterbox_batch
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    values = sorted(samples)
+    if len(values) >= 4:
+        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    else:
+        q1, q3 = values[0], values[-1]
+    return {"median": statistics.median(values), "iqr": q3 - q1}
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from fastsam_core.io.images import load_images
+    from fastsam_core.predictor import Predictor
+
+    if args.repeats < 1 or args.warmup < 0:
+        raise ValueError(
+            f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats}, {args.warmup}"
+        )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    predictor = Predictor(
+        args.model, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
+        retina_masks=not args.no_retina, mask_backend=args.mask_backend,
+        fast=False if args.fast == "off" else args.fast,
+    )  # fmt: skip
+    load_s = time.perf_counter() - start
+    images = load_images(args.images)
+    if not images:
+        raise FileNotFoundError(f"no images found in {args.images}")
+    device = predictor.device
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"fast={args.fast}, mask_backend={args.mask_backend}, load {load_s:.2f} s"
+    )
+    rows = []
+    for image in images:
+        samples: dict[str, list[float]] = {}
+        detections = 0
+        for i in range(args.warmup + args.repeats):
+            clock = _Clock()
+            with _instrumented(predictor, clock):
+                _sync(device)
+                start = time.perf_counter()
+                (result,) = predictor.predict_images([image])
+                _sync(device)
+                total = time.perf_counter() - start
+            detections = len(result)
+            if i < args.warmup:
+                continue
+            stages = {s: clock.seconds.get(s, 0.0) for s in STAGES[:-1]}
+            stages["other"] = max(total - sum(stages.values()), 0.0)
+            for key, value in {"total": total, **stages}.items():
+                samples.setdefault(key, []).append(value)
+        row: dict[str, Any] = {"image": image.name, "hw": list(image.hw), "detections": detections,
+               **{k: _stats(v) for k, v in samples.items()}}  # fmt: skip
+        rows.append(row)
+        parts = "  ".join(f"{s} {row[s]['median'] * 1e3:.1f}" for s in STAGES)
+        print(
+            f"{image.name}: {row['total']['median'] * 1e3:.1f} ms (IQR {row['total']['iqr'] * 1e3:.1f}), "
+            f"{detections} masks | {parts} ms"
+        )
+    throughput = []
+    for b in args.batch_sizes:
+        batch = [images[i % len(images)] for i in range(b)]
+        options = predictor.resolve_options(batch_size=b)
+        predictor.predict_images(batch[:1], options)  # warm-up
+        _sync(device)
+        start = time.perf_counter()
+        predictor.predict_images(batch, options)
+        _sync(device)
+        seconds = time.perf_counter() - start
+        throughput.append({"batch": b, "images_per_s": b / seconds})
+        print(f"B={b}: {b / seconds:.2f} images/s")
+    compile_s = predictor.runner.describe()["compile_seconds"]
+    if compile_s:
+        print(f"compile time (not in the timings): {compile_s}")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + (
+            [ProfilerActivity.CUDA] if device.type == "cuda" else []
+        )
+        with profile(activities=activities, record_shapes=True) as prof:
+            predictor.predict_images(images[:1])
+        args.profile.parent.mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(str(args.profile))
+        print(f"wrote profiler trace {args.profile}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "fast": args.fast, "mask_backend": args.mask_backend, "load_s": load_s,
+            "compile_seconds": compile_s, "images": rows, "throughput": throughput,
+        }, indent=2))  # fmt: skip
+    return 0
