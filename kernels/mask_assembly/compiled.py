@@ -9,8 +9,10 @@ Computes only the pixels inside each mask's region (its crop box in the output f
     crop = V > threshold                       written straight into the CompactMasks flat buffer
 
 i.e. out = Wy @ S @ Wx^T with the two-nonzero bilinear matrices applied as gathers (ATen's weights and
-x-then-y order, see `plan.py`). Memory: the bool output plus two reused float blocks of
-`BLOCK_PIXELS` (the y pass runs in row blocks with in-place ops, writing the crop in place).
+x-then-y order, see `plan.py`). Only the region's active window is computed and stored (the
+sub-rectangle outside which every y tap reads values <= threshold, so the mask is provably false
+there; see `active_window`). Memory: the bool crops plus two reused float blocks of `BLOCK_PIXELS`
+(the y pass runs in row blocks with in-place ops, writing the crop in place).
 
 `assemble_masks_eager` is the fast CPU path. `assemble_masks_compiled` runs the y pass + threshold
 (the only per-output-pixel work) through `torch.compile(dynamic=True)` instead (crops >=
@@ -91,6 +93,26 @@ def sample_rows_threshold(
 BLOCK_PIXELS = 1 << 18
 
 
+def active_window(
+    across: torch.Tensor, row_index: torch.Tensor, threshold: float
+) -> tuple[int, int, int, int]:
+    """Output rows [ya, yb) and columns [xa, xb) outside which the crop is provably all false.
+
+    Bilinear weights are >= 0 and sum to 1 (to float32 rounding), so an output pixel whose y taps
+    all read values <= threshold - margin is <= threshold: it is false, with no rounding doubt
+    (margin 0 for the logit rule, where every term is then <= 0; 1e-5 for probabilities). Only the
+    window is computed: for masks much smaller than their box this skips most of the work.
+    """
+    cut = threshold - (1e-5 if threshold != 0.0 else 0.0)
+    rows_live = (across.amax(dim=1) > cut)[row_index].any(dim=0)  # (h,) any tap row live
+    cols_live = across.amax(dim=0) > cut  # (w,)
+    ys, xs = rows_live.nonzero(), cols_live.nonzero()
+    if ys.numel() == 0 or xs.numel() == 0:
+        return 0, 0, 0, 0
+    ya, yb, xa, xb = torch.cat([ys[0], ys[-1] + 1, xs[0], xs[-1] + 1]).tolist()
+    return ya, yb, xa, xb
+
+
 def sample_rows_threshold_into(
     across: torch.Tensor,
     row_index: torch.Tensor,
@@ -115,7 +137,7 @@ def sample_rows_threshold_into(
         for t in range(1, row_index.shape[0]):
             torch.index_select(across, 0, row_index[t, start:stop], out=tap)
             acc.add_(tap.mul_(row_weight[t, start:stop, None]))
-        torch.gt(acc, threshold, out=out[start:stop])
+        torch.gt(acc, threshold, out=out[start:stop])  # out may be a strided window of the crop
 
 
 def _rows_eager(across: torch.Tensor, row_index: torch.Tensor, row_weight: torch.Tensor, threshold: float,
@@ -145,27 +167,26 @@ def _rows_compiled(across: torch.Tensor, row_index: torch.Tensor, row_weight: to
 def assemble_from_plan(
     protos: torch.Tensor, coeffs: torch.Tensor, plan: MaskPlan, rows_fn: Callable[..., None]
 ) -> CompactMasks:
-    """Compute every non-empty region of `plan`; `rows_fn` is `_rows_eager` or `_rows_compiled`."""
+    """Compute every non-empty region of `plan`; `rows_fn` is `_rows_eager` or `_rows_compiled`.
+
+    Each mask is stored in its active window (`active_window`) inside its region: a sub-rectangle
+    outside which the mask is provably false, so the result equals the region-sized crop.
+    """
     device = protos.device
     protos = protos.float()
     coeffs = coeffs.float()
-    regions = plan.regions
-    heights = regions[:, 3] - regions[:, 1]
-    widths = regions[:, 2] - regions[:, 0]
-    offsets = torch.zeros(regions.shape[0] + 1, dtype=torch.int64, device=device)
-    torch.cumsum(heights * widths, 0, out=offsets[1:])
-    host = torch.cat([regions.flatten(), offsets]).tolist()  # one device sync
-    n = regions.shape[0]
-    boxes, bounds = host[: 4 * n], host[4 * n :]
-    data = torch.empty(bounds[-1], dtype=torch.bool, device=device)
+    n = plan.regions.shape[0]
+    boxes = plan.regions.flatten().tolist()  # one device sync
     work = torch.empty((2, BLOCK_PIXELS), dtype=torch.float32, device=device)
     keep = plan.keep.tolist() if plan.keep is not None else None
     rows, cols = plan.rows, plan.cols
+    windows = [[0, 0, 0, 0] for _ in range(n)]  # stored [x0, y0, x1, y1) per mask
+    crops: list[torch.Tensor] = []
     for i in range(n):
         x0, y0, x1, y1 = boxes[4 * i : 4 * i + 4]
         if x1 <= x0 or y1 <= y0:
             continue
-        r0, r1 = rows.lo_list[y0], rows.hi_list[y1 - 1] + 1  # proto window the region samples
+        r0, r1 = rows.lo_list[y0], rows.hi_list[y1 - 1] + 1  # proto rows the region samples
         box = None
         if keep is not None:
             kc0, kr0, kc1, kr1 = keep[i]
@@ -173,8 +194,20 @@ def assemble_from_plan(
         across = sample_columns(
             protos[:, r0:r1], coeffs[i], cols.index[:, x0:x1], cols.weight[:, x0:x1], box, plan.sigmoid
         )  # (r, w)
-        out = data[bounds[i] : bounds[i + 1]].view(y1 - y0, x1 - x0)
-        rows_fn(across, rows.index[:, y0:y1] - r0, rows.weight[:, y0:y1], plan.threshold, out, work)
+        row_index = rows.index[:, y0:y1] - r0
+        ya, yb, xa, xb = active_window(across, row_index, plan.threshold)
+        if yb <= ya:
+            continue  # provably empty
+        crop = torch.empty((yb - ya, xb - xa), dtype=torch.bool, device=device)
+        rows_fn(across[:, xa:xb], row_index[:, ya:yb], rows.weight[:, y0 + ya : y0 + yb], plan.threshold,
+                crop, work)
+        windows[i] = [x0 + xa, y0 + ya, x0 + xb, y0 + yb]
+        crops.append(crop.view(-1))
+    regions = torch.tensor(windows, dtype=torch.int64, device=device).reshape(n, 4)
+    sizes = (regions[:, 3] - regions[:, 1]) * (regions[:, 2] - regions[:, 0])
+    offsets = torch.zeros(n + 1, dtype=torch.int64, device=device)
+    torch.cumsum(sizes, 0, out=offsets[1:])
+    data = torch.cat(crops) if crops else torch.zeros(0, dtype=torch.bool, device=device)
     return CompactMasks(regions, data, offsets, plan.frame_hw)
 
 
@@ -209,7 +242,7 @@ def assemble_masks_eager(
     mask_rule: MaskRule,
 ) -> CompactMasks:
     """Separable masks, eager PyTorch. Arguments and result as `assemble_masks_reference`; regions are
-    the crop boxes in the output frame (not the tight boxes of the set pixels)."""
+    the active windows inside the crop boxes (not the tight boxes of the set pixels)."""
     return _assemble(protos, coeffs, boxes_input, boxes_orig, geometry, retina, postprocess, mask_rule,
                      _rows_eager)
 
