@@ -176,10 +176,10 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | str | None = None)
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current VmRSS
     except OSError:
         return None
-    before = _status_kb("VmRSS")
+    rss_kb = _status_kb("VmRSS")
     fn()
-    peak = _status_kb("VmHWM")
-    return None if before is None or peak is None else max(peak - before, 0) * 1024
+    peak_kb = _status_kb("VmHWM")
+    return None if rss_kb is None or peak_kb is None else max(peak_kb - rss_kb, 0) * 1024
 
 
 def release_freed_memory() -> bool:

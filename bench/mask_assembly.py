@@ -31,7 +31,14 @@ from typing import Any
 
 import torch
 
-from bench.common import device_sync, env_info, peak_memory, release_freed_memory, summarize, write_json
+from bench.common import (
+    device_sync,
+    env_info,
+    peak_memory,
+    release_freed_memory,
+    summarize,
+    write_json,
+)
 from fastsam_core.mask_backends import get_mask_backend
 from fastsam_core.ops.boxes import scale_boxes
 from fastsam_core.ops.letterbox import LetterboxGeometry, letterbox_geometry

@@ -127,12 +127,15 @@ def assemble_masks_auto(
     name = auto_backend_name(protos.device)
     _log_once(f"auto:{protos.device.type}", "mask_backend='auto' uses %r on %s", name, protos.device)
     args = (protos, coeffs, boxes_input, boxes_orig, geometry)
-    options = {"retina": retina, "postprocess": postprocess, "mask_rule": mask_rule}
     try:
-        return get_mask_backend(name)(*args, **options)
+        return get_mask_backend(name)(
+            *args, retina=retina, postprocess=postprocess, mask_rule=mask_rule
+        )
     except (ImportError, ValueError) as err:
         _log_once(f"fallback:{name}", "mask_backend %r failed (%s); using 'reference'", name, err)
-        return assemble_masks_reference(*args, **options)
+        return assemble_masks_reference(
+            *args, retina=retina, postprocess=postprocess, mask_rule=mask_rule
+        )
 
 
 def get_mask_backend(name: str) -> MaskBackend:

@@ -26,10 +26,16 @@ import functools
 from collections.abc import Callable
 
 import torch
+from fastsam_kernels.mask_assembly.plan import (
+    MaskPlan,
+    MaskRule,
+    Postprocess,
+    check_arguments,
+    plan_masks,
+)
 
 from fastsam_core.compact_masks import CompactMasks
 from fastsam_core.ops.letterbox import LetterboxGeometry
-from fastsam_kernels.mask_assembly.plan import MaskPlan, MaskRule, Postprocess, check_arguments, plan_masks
 
 
 def sample_columns(

@@ -16,10 +16,16 @@ import math
 import os
 
 import torch
+from fastsam_kernels.mask_assembly.plan import (
+    AxisTaps,
+    MaskRule,
+    Postprocess,
+    check_arguments,
+    plan_masks,
+)
 
 from fastsam_core.compact_masks import CompactMasks
 from fastsam_core.ops.letterbox import LetterboxGeometry
-from fastsam_kernels.mask_assembly.plan import AxisTaps, MaskRule, Postprocess, check_arguments, plan_masks
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_PATCH = 128  # proto pixels one tile may sample per axis (downscaling by more than ~7x is refused)
@@ -37,7 +43,6 @@ def _kernel(interpret: bool) -> object:
     if interpret not in _kernels:
         try:
             import triton
-
             from fastsam_kernels.mask_assembly import _triton_kernel
         except ImportError as err:
             raise ImportError(
@@ -135,7 +140,7 @@ def mask_assembly_op(
 
 
 @mask_assembly_op.register_fake
-def _(protos, coeffs, row_index, row_weight, row_lo, col_index, col_weight, col_lo, regions, keep,  # noqa: ANN001
+def _(protos, coeffs, row_index, row_weight, row_lo, col_index, col_weight, col_lo, regions, keep,
       offsets, tiles, total, threshold, sigmoid, use_keep, block_h, block_w, patch_h, patch_w):
     return protos.new_empty(total, dtype=torch.bool)
 

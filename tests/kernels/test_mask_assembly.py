@@ -237,9 +237,8 @@ def test_triton_guards(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @NEEDS_TRITON
 def test_triton_op_contiguity_guard_and_fake() -> None:
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
     from fastsam_kernels.mask_assembly.triton import mask_assembly_op
+    from torch._subclasses.fake_tensor import FakeTensorMode
 
     i64 = torch.zeros(2, 4, dtype=torch.int64)
     f32 = torch.zeros(2, 4)
