@@ -10,8 +10,10 @@ Two post-processing references (spec §3.7, §3.8), chosen by `postprocess`:
 * "official" (default): the FastSAM repository (ultralytics 8.0.120 with logit > 0 thresholds).
   Its full-image box step runs in letterbox space before the masks are built. Two deliberate
   differences from the reference, both documented here:
-  - the reference applies the step to **image 0 of a batch only**; we apply it to every image
-    (`full_box="every_image"`); `full_box="first_image"` restores the reference behaviour;
+  - the reference applies the step to **image 0 of each batch only** (a list passed in one call
+    is one batch; the files of a directory are batches of one); we apply it to every image
+    (`full_box="every_image"`); `full_box="first_image"` restores the reference behaviour
+    (image 0 of each `batch_size` chunk);
   - with two or more near-full-image boxes the reference crashes and returns None; we replace
     every such box by the full box and log a warning once.
 * "ultralytics": ultralytics 8.4.190's FastSAMPredictor (masks then boxes, empty masks dropped,
@@ -77,7 +79,8 @@ class PredictOptions:
         retina_masks: masks at the original resolution (True) or the letterbox input resolution.
         postprocess: "official" (FastSAM repo) or "ultralytics" (8.4.190), see the module docstring.
         mask_rule: official only: "logit" (> 0) or "sigmoid" (> 0.5, upstream 8.0.120).
-        full_box: official only: full-image box step on "every_image" or the reference's "first_image".
+        full_box: official only: full-image box step on "every_image" or, as the reference, on the
+            "first_image" of each batch only.
         mask_backend: name in `mask_backends.MASK_BACKENDS`.
         bgr: numpy array inputs are BGR (as from OpenCV) instead of RGB.
         batch_size: images per forward pass.
@@ -303,12 +306,12 @@ class Predictor:
         results: list[Results] = []
         for start in range(0, len(images), options.batch_size):
             chunk = images[start : start + options.batch_size]
-            results.extend(self._predict_batch(chunk, options, first_index=start))
+            results.extend(self._predict_batch(chunk, options))
         return results
 
     # ------------------------------------------------------------------ one batch
     def _predict_batch(
-        self, images: Sequence[LoadedImage], options: PredictOptions, first_index: int
+        self, images: Sequence[LoadedImage], options: PredictOptions
     ) -> list[Results]:
         geometries = [
             letterbox_geometry(im.hw, options.imgsz, stride=32, auto=True) for im in images
@@ -338,7 +341,7 @@ class Predictor:
                 in_h, in_w = geometry.input_hw
                 protos = out.protos[i, :, : in_h // 4, : in_w // 4]  # (K, Hp, Wp) own area
                 results.append(
-                    self._postprocess(det, protos, geometry, image, options, first_index + i)
+                    self._postprocess(det, protos, geometry, image, options, index_in_batch=i)
                 )
         return results
 
@@ -377,7 +380,7 @@ class Predictor:
         geometry: LetterboxGeometry,
         image: LoadedImage,
         options: PredictOptions,
-        index: int,
+        index_in_batch: int,
     ) -> Results:
         """NMS output of one image -> Results (full-image box step, masks, box scaling)."""
         retina = options.retina_masks
@@ -404,7 +407,7 @@ class Predictor:
         backend = get_mask_backend(options.mask_backend)
         boxes_input = det.boxes.clone()  # (N, 4) letterbox px
         if options.postprocess == "official":
-            if options.full_box == "every_image" or index == 0:
+            if options.full_box == "every_image" or index_in_batch == 0:
                 step = full_box_step_official(boxes_input, geometry.input_hw)
                 boxes_input = step.boxes  # snapped: these boxes crop the masks (spec §3.7)
                 if step.matched.numel():  # the full-box row keeps score and coefficients, class 0

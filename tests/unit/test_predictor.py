@@ -6,6 +6,7 @@ recalibrated on real photos, then the class bias shifted so conf 0.4 keeps a few
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -27,16 +28,21 @@ IMGSZ = 320
 
 def _photos() -> list[torch.Tensor]:
     """Four real photos downscaled (long side 400 px; sizes differ) as (H, W, 3) uint8 RGB."""
-    paths = sorted(IMAGES.glob("*.jpg"))[:4]
-    if len(paths) < 4:
+    if len(sorted(IMAGES.glob("*.jpg"))) < 4:
         pytest.skip(f"needs real photos in {IMAGES}")
+    return list(_load_photos())
+
+
+@functools.lru_cache(maxsize=1)
+def _load_photos() -> tuple[torch.Tensor, ...]:
+    paths = sorted(IMAGES.glob("*.jpg"))[:4]
     out = []
     for p in paths:
         with Image.open(p) as img:
             r = 400 / max(img.size)
             small = img.convert("RGB").resize((round(img.width * r), round(img.height * r)))
         out.append(torch.from_numpy(np.asarray(small).copy()))
-    return out
+    return tuple(out)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +129,7 @@ def test_batch_equals_one_by_one_same_size(predictor: Predictor) -> None:
 
 def test_batch_of_different_sizes(predictor: Predictor) -> None:
     """Different shapes share one forward; each image keeps its own geometry and frame."""
-    images = _photos()[:3] + [torch.full((333, 517, 3), 90, dtype=torch.uint8)]
+    images = _photos()[:2] + [torch.full((333, 517, 3), 90, dtype=torch.uint8)]
     one = [predictor(x)[0] for x in images]
     batched = predictor(images, batch_size=len(images))
     assert [r.orig_hw for r in batched] == [tuple(x.shape[:2]) for x in images]
@@ -171,19 +177,19 @@ def test_full_image_box_official_every_image_and_multi_hit(
     protos = torch.ones(32, 64, 80)  # every logit > 0: mask = box
     opts = predictor.resolve_options(retina_masks=False)
     det = _fake_detections([[5, 3, 318, 250], [50, 50, 100, 120], [15, 10, 300, 240]])
-    # image index 1: the reference skips it; our default still applies the step
+    # second image of a batch: the reference skips it; our default still applies the step
     with caplog.at_level(logging.WARNING, logger="fastsam_core.predictor"):
-        res = predictor._postprocess(det, protos, geometry, image, opts, index=1)
+        res = predictor._postprocess(det, protos, geometry, image, opts, index_in_batch=1)
     full = torch.tensor([0.0, 0.0, 320.0, 256.0])
     assert torch.equal(res.boxes[0], full) and torch.equal(res.boxes[2], full)  # both hits replaced
     assert torch.equal(res.boxes[1], torch.tensor([50.0, 50.0, 100.0, 120.0]))
     assert int(res.masks.areas()[0]) == 256 * 320  # the mask is cropped with the replaced box
     assert "reference fails" in caplog.text or "multi_full_box" in predictor_warned()
     strict = predictor.resolve_options(retina_masks=False, full_box="first_image")
-    res = predictor._postprocess(det, protos, geometry, image, strict, index=1)
+    res = predictor._postprocess(det, protos, geometry, image, strict, index_in_batch=1)
     assert torch.equal(res.boxes[0], torch.tensor([5.0, 3.0, 318.0, 250.0]))  # untouched
     single = _fake_detections([[5, 3, 318, 250], [50, 50, 100, 120]])
-    res = predictor._postprocess(single, protos, geometry, image, strict, index=0)
+    res = predictor._postprocess(single, protos, geometry, image, strict, index_in_batch=0)
     assert torch.equal(res.boxes[0], full)
 
 
