@@ -136,3 +136,18 @@ def test_instances_do_not_densify(monkeypatch: pytest.MonkeyPatch) -> None:
     pts, labels = _random_points(6, res.orig_hw, 9)
     out = select_instances(res.masks, pts.long(), labels)
     assert torch.equal(out, _instances_dense(dense, pts, labels))
+
+
+def test_union_box_in_original_pixels_for_letterbox_frame() -> None:
+    """Retina off: the union mask stays in the letterbox frame, its box maps back through the window."""
+    frame = torch.zeros((1, 64, 96), dtype=torch.bool)
+    frame[0, 20:40, 8 + 10 : 8 + 50] = True  # content window starts at left = 8
+    res = Results(CompactMasks.from_dense(frame), torch.tensor([[5.0, 10, 25, 20]]),
+                  torch.tensor([0.9]), torch.zeros(1, dtype=torch.int64), (32, 40),
+                  mask_window=(0, 8, 64, 80))  # fmt: skip
+    # official point scaling ignores the window: x_frame = int(x * 96 / 40), y = int(y * 64 / 32)
+    out = prompt(res, points=[[10, 15]], point_mode="union")
+    assert len(out) == 1 and out.masks.image_hw == (64, 96) and out.mask_window == (0, 8, 64, 80)
+    assert torch.equal(out.masks.dense(0), frame[0])
+    # tight box [18, 20, 58, 40) in the frame -> ((x - 8) * 40 / 80, y * 32 / 64)
+    assert out.boxes[0].tolist() == [5.0, 10.0, 25.0, 20.0]
