@@ -7,7 +7,8 @@ tensor (a real photo resized to the case size) and every stage is compared:
 backbone P3/P4/P5 (oracle layers 4/6/9), neck N3/N4/N5 (15/18/21), per-level raw box / class /
 mask-coefficient tensors, protos, and the decoded eval output (B, 4 + nc + 32, A).
 Modes: unfused vs unfused; ours fused with formula "current" vs the oracle's `.fuse()`; ours
-fused with "v8.0" (the official FastSAM formula) vs the unfused oracle.
+fused with "v8.0" (the official FastSAM formula) vs the oracle's `.fuse()` with that formula
+swapped in, and vs the unfused oracle (looser: fusion changes rounding, see FUSION_ATOL).
 FastSAM-x cases are kept to one input size each: x is slow on 2 CPU cores.
 """
 
@@ -36,7 +37,11 @@ from tests.support.oracle_models import (  # noqa: E402
     split_decoded,
 )
 
-ATOL = 1e-4  # spec §3.10: fp32 on CPU
+ATOL = 1e-4  # spec §3.10: fp32 on CPU, same formula and op order (measured: bit-exact)
+# Fused vs unfused is not like with like: folding BN into the weights changes the rounding of
+# every conv, and the error grows with depth and activation size. Measured max (CPU fp32):
+# s 8.2e-5, x at 640x640 1.7e-4 (protos; layer 15: 1.3e-4). So this mode gets 3e-4.
+FUSION_ATOL = 3e-4
 # Decoded boxes are compared in grid units (xywh / stride, up to ~130): our test-side decode
 # (spec §1.5) orders its float ops differently from the oracle's, so allow ~8 ulp relative.
 DECODED_RTOL = 1e-6
@@ -100,7 +105,8 @@ class _Store:
                 "checkpoint": ckpt,
                 "meta": meta,
                 "oracle": oracle,
-                "oracle_fused": load_oracle(ckpt, fuse=True),
+                "oracle_current": load_oracle(ckpt, fuse="current"),
+                "oracle_v8.0": load_oracle(ckpt, fuse="v8.0"),
                 "ours": ours,
                 "ours_current": load_converted(converted, fuse="current")[0],
                 "ours_v8.0": load_converted(converted, fuse="v8.0")[0],
@@ -121,7 +127,7 @@ def _with_split_decoded(stages: dict[str, torch.Tensor], nc: int) -> dict[str, t
 
 
 def _compare(
-    ours: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], nc: int
+    ours: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], nc: int, atol: float
 ) -> tuple[dict, dict]:
     ours, ref = _with_split_decoded(ours, nc), _with_split_decoded(ref, nc)
     diffs, bad = {}, {}
@@ -131,7 +137,7 @@ def _compare(
         diff = (got - want).abs()
         diffs[name] = float(diff.max())
         rtol = DECODED_RTOL if name.startswith("decoded") else 0.0
-        if not (diff <= ATOL + rtol * want.abs()).all():
+        if not (diff <= atol + rtol * want.abs()).all():
             bad[name] = diffs[name]
     return diffs, bad
 
@@ -154,7 +160,7 @@ def _check_config(store: _Store, c: Case) -> None:
     n_ours = sum(p.numel() for p in models["ours"].parameters())
     assert n_ours == sum(p.numel() for p in oracle.parameters())
     n_fused = sum(p.numel() for p in models["ours_current"].parameters())
-    assert n_fused == sum(p.numel() for p in models["oracle_fused"].parameters())
+    assert n_fused == sum(p.numel() for p in models["oracle_current"].parameters())
 
 
 def _check_stages(store: _Store, case: Case, shape: tuple[int, int, int]) -> None:
@@ -162,19 +168,21 @@ def _check_stages(store: _Store, case: Case, shape: tuple[int, int, int]) -> Non
     image = torch.cat([photo_input(H, W, index=i) for i in range(B)])  # (B, 3, H, W) in [0, 1]
     models = store.models_for(case)
     ref = oracle_stages(models["oracle"], image)
-    ref_fused = oracle_stages(models["oracle_fused"], image)
+    ref_current = oracle_stages(models["oracle_current"], image)
+    ref_v80 = oracle_stages(models["oracle_v8.0"], image)
     failures = {}
-    for mode, ours_key, reference in (
-        ("unfused", "ours", ref),
-        ("fused-current vs oracle fused", "ours_current", ref_fused),
-        ("fused-v8.0 vs oracle unfused", "ours_v8.0", ref),
+    for mode, ours_key, reference, atol in (
+        ("unfused", "ours", ref, ATOL),
+        ("fused-current vs oracle fused-current", "ours_current", ref_current, ATOL),
+        ("fused-v8.0 vs oracle fused-v8.0", "ours_v8.0", ref_v80, ATOL),
+        ("fused-v8.0 vs oracle unfused", "ours_v8.0", ref, FUSION_ATOL),
     ):
-        diffs, bad = _compare(our_stages(models[ours_key], image), reference, case.nc)
+        diffs, bad = _compare(our_stages(models[ours_key], image), reference, case.nc, atol)
         _record(case, shape, mode, diffs)
         print(f"\n{case.id} {shape} {mode}: " + ", ".join(f"{k}={v:.2e}" for k, v in diffs.items()))
         if bad:
             failures[mode] = bad
-    assert not failures, f"stages over atol {ATOL} (max abs diff per stage): {failures}"
+    assert not failures, f"stages over tolerance (max abs diff per stage): {failures}"
 
 
 # One test function so pytest keeps this order: each case's models are loaded once (FastSAM-x
@@ -199,3 +207,20 @@ def test_parity(store: _Store, kind: str, case: Case, shape: tuple[int, int, int
     else:
         assert shape is not None
         _check_stages(store, case, shape)
+
+
+def test_calibrated_checkpoint_gives_realistic_detection_counts() -> None:
+    """The e2e checkpoints are useful only if conf 0.4 keeps a realistic few boxes per photo."""
+    from ultralytics import FastSAM
+
+    from tests.support.oracle_models import IMAGES_DIR
+
+    model = FastSAM(str(S16.checkpoint()))
+    photos = sorted(IMAGES_DIR.glob("*.jpg"))[:3]
+    counts = {
+        (p.name, imgsz): len(model.predict(str(p), conf=0.4, iou=0.9, imgsz=imgsz, verbose=False)[0].boxes)
+        for p in photos
+        for imgsz in (640, 1024)
+    }
+    print(f"\ndetections at conf 0.4 / iou 0.9: {counts}")
+    assert all(3 <= n <= 80 for n in counts.values()), counts

@@ -440,15 +440,43 @@ def calibrated_oracle_checkpoint(
     return path
 
 
-def load_oracle(path: Path, fuse: bool = False) -> nn.Module:
-    """The oracle's own load path (fp32, eval, NCHW contiguous), optionally `.fuse()`d."""
-    import_oracle()
-    from ultralytics.nn.tasks import load_checkpoint
+def _fuse_conv_bn_v80(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """Spec §1.10 "8.0.120" formula: W' = diag(gamma / sqrt(eps + var)) @ W,
+    b' = diag(...) @ b_conv + beta - gamma * mean / sqrt(var + eps) (b_conv = 0 here)."""
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        dilation=conv.dilation, groups=conv.groups, bias=True,
+    ).requires_grad_(False)  # fmt: skip
+    w = conv.weight.clone().view(conv.out_channels, -1)  # (O, I*k*k)
+    scale = torch.diag(bn.weight.div(torch.sqrt(bn.eps + bn.running_var)))  # (O, O)
+    fused.weight.copy_(torch.mm(scale, w).view(fused.weight.shape))
+    b_conv = torch.zeros(conv.out_channels) if conv.bias is None else conv.bias
+    b_bn = bn.bias - bn.weight.mul(bn.running_mean).div(torch.sqrt(bn.running_var + bn.eps))
+    fused.bias.copy_(torch.mm(scale, b_conv.reshape(-1, 1)).reshape(-1) + b_bn)
+    return fused
 
-    model, _ = load_checkpoint(str(path), device="cpu", fuse=False)
+
+def load_oracle(path: Path, fuse: Literal[False, "current", "v8.0"] = False) -> nn.Module:
+    """The oracle's own load path (fp32, eval, NCHW contiguous), optionally `.fuse()`d.
+
+    fuse="current" is the oracle's own `.fuse()`; fuse="v8.0" runs the same `.fuse()` with its
+    conv+BN folding swapped for the 8.0.120 formula (spec §1.10) so our "v8.0" fusion can be
+    compared like with like.
+    """
+    import_oracle()
+    from ultralytics.nn import tasks
+
+    model, _ = tasks.load_checkpoint(str(path), device="cpu", fuse=False)
     model = model.float().eval().to(memory_format=torch.contiguous_format)
-    if fuse:
+    if fuse == "current":
         model = model.fuse(verbose=False)
+    elif fuse == "v8.0":
+        original = tasks.fuse_conv_and_bn
+        tasks.fuse_conv_and_bn = _fuse_conv_bn_v80
+        try:
+            model = model.fuse(verbose=False)
+        finally:
+            tasks.fuse_conv_and_bn = original
     return model
 
 
