@@ -196,7 +196,8 @@ class Predictor:
         conf, iou, max_det, retina_masks, postprocess, mask_rule, full_box, mask_backend, bgr,
             batch_size: see `PredictOptions`; defaults are FastSAM's documented settings
             (conf 0.4, iou 0.9, retina masks).
-        fuse: fold BatchNorm into the convolutions (inference graph of the reference).
+        fuse: fold BatchNorm into the convolutions (inference graph of the reference) in a copy;
+            a YoloV8Seg passed in is otherwise used as is (cast to fp32, eval, moved to `device`).
         fast: network fast path (`fastsam_core.runtime`): False = plain fp32 NCHW eager, True =
             the "default" preset (channels_last), a preset name ("compile", "bf16", ...) or
             FastOptions. Every option is tested against the plain path.
