@@ -102,11 +102,11 @@ def wheel_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # requirements) only if that setuptools cannot build wheels by itself.
     build = subprocess.run(
         [*cmd, "--no-build-isolation", str(src)],
-        capture_output=True, text=True, env=_clean_env(), cwd=tmp,
+        check=False, capture_output=True, text=True, env=_clean_env(), cwd=tmp,
     )  # fmt: skip
     if build.returncode != 0:
         build = subprocess.run(
-            [*cmd, str(src)], capture_output=True, text=True, env=_clean_env(), cwd=tmp
+            [*cmd, str(src)], check=False, capture_output=True, text=True, env=_clean_env(), cwd=tmp
         )
     assert build.returncode == 0, f"pip wheel failed:\n{build.stdout}\n{build.stderr}"
     wheels = list(dist.glob("fastsam_core-*.whl"))
@@ -115,7 +115,7 @@ def wheel_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
          str(wheels[0])],
-        capture_output=True, text=True, env=_clean_env(), cwd=tmp,
+        check=False, capture_output=True, text=True, env=_clean_env(), cwd=tmp,
     )  # fmt: skip
     assert install.returncode == 0, f"pip install --target failed:\n{install.stderr}"
     (target / "wheel_name").write_text(wheels[0].name)
@@ -130,7 +130,9 @@ def test_wheel_contains_every_module(wheel_target: Path) -> None:
     missing = sorted(_source_modules(wheel_target.parent / "src") - names)
     assert not missing, f"wheel lacks {missing}"
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert top == set(PACKAGES), f"wheel top-level entries {sorted(top)}; expected {sorted(PACKAGES)}"
+    assert top == set(PACKAGES), (
+        f"wheel top-level entries {sorted(top)}; expected {sorted(PACKAGES)}"
+    )
     # Never ship the generic name PyPI's unrelated `kernels` package owns, nor tests.
     assert not any(n.startswith(("kernels/", "tests/", "weights_convert/")) for n in names)
 
@@ -142,7 +144,7 @@ def test_wheel_imports_every_package_from_the_target(wheel_target: Path) -> None
     proc = subprocess.run(
         [sys.executable, "-I", "-S", "-c", textwrap.dedent(_WHEEL_IMPORT), str(wheel_target),
          site_packages, json.dumps(names)],
-        capture_output=True, text=True, env=_clean_env(), cwd=wheel_target.parent,
+        check=False, capture_output=True, text=True, env=_clean_env(), cwd=wheel_target.parent,
     )  # fmt: skip
     assert proc.returncode == 0, f"importing from the wheel failed:\n{proc.stderr[-4000:]}"
     files = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -154,7 +156,7 @@ def test_editable_install_imports_the_same_names() -> None:
     names = _source_packages()
     proc = subprocess.run(
         [sys.executable, "-c", _EDITABLE_IMPORT, json.dumps(names)],
-        capture_output=True, text=True, env=_clean_env(), cwd="/",
+        check=False, capture_output=True, text=True, env=_clean_env(), cwd="/",
     )  # fmt: skip
     assert proc.returncode == 0, (
         f"editable import failed (is the repo installed with `pip install -e .`?):\n"

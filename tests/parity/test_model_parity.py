@@ -25,7 +25,7 @@ import torch
 pytestmark = pytest.mark.oracle
 pytest.importorskip("ultralytics", reason="parity tests need the oracle: pip install -e .[oracle]")
 
-from tests.support.oracle_models import (  # noqa: E402
+from tests.support.oracle_models import (
     calibrated_oracle_checkpoint,
     convert_in_subprocess,
     load_converted,
@@ -133,7 +133,9 @@ def _compare(
     diffs, bad = {}, {}
     for name, want in ref.items():
         got = ours[name]
-        assert got.shape == want.shape, f"{name}: ours {tuple(got.shape)} vs oracle {tuple(want.shape)}"
+        assert got.shape == want.shape, (
+            f"{name}: ours {tuple(got.shape)} vs oracle {tuple(want.shape)}"
+        )
         diff = (got - want).abs()
         diffs[name] = float(diff.max())
         rtol = DECODED_RTOL if name.startswith("decoded") else 0.0
@@ -145,7 +147,9 @@ def _compare(
 def _record(case: Case, shape: tuple[int, int, int], mode: str, diffs: dict) -> None:
     if RESULTS_FILE:
         with open(RESULTS_FILE, "a") as f:
-            f.write(json.dumps({"case": case.id, "input": shape, "mode": mode, "max_abs": diffs}) + "\n")
+            f.write(
+                json.dumps({"case": case.id, "input": shape, "mode": mode, "max_abs": diffs}) + "\n"
+            )
 
 
 def _check_config(store: _Store, c: Case) -> None:
@@ -218,7 +222,9 @@ def test_calibrated_checkpoint_gives_realistic_detection_counts() -> None:
     model = FastSAM(str(S16.checkpoint()))
     photos = sorted(IMAGES_DIR.glob("*.jpg"))[:3]
     counts = {
-        (p.name, imgsz): len(model.predict(str(p), conf=0.4, iou=0.9, imgsz=imgsz, verbose=False)[0].boxes)
+        (p.name, imgsz): len(
+            model.predict(str(p), conf=0.4, iou=0.9, imgsz=imgsz, verbose=False)[0].boxes
+        )
         for p in photos
         for imgsz in (640, 1024)
     }

@@ -74,12 +74,16 @@ STAGES = ["layer4", "layer6", "layer9", "layer15", "layer18", "layer21",
           "head_levels", "mask_coeffs", "protos", "decoded"]  # fmt: skip
 
 
-def _expected_stage(expected: dict, prefix: str, stage: str, reg_max: int) -> dict[str, torch.Tensor]:
+def _expected_stage(
+    expected: dict, prefix: str, stage: str, reg_max: int
+) -> dict[str, torch.Tensor]:
     if stage == "head_levels":  # 8.0.120 keeps per-level cat(box, cls): (B, 4R + nc, Hi, Wi)
         out = {}
         for i in range(3):
             level = expected[f"{prefix}/level{i}"]
-            out[f"box{i}"], out[f"cls{i}"] = level.split([4 * reg_max, level.shape[1] - 4 * reg_max], 1)
+            out[f"box{i}"], out[f"cls{i}"] = level.split(
+                [4 * reg_max, level.shape[1] - 4 * reg_max], 1
+            )
         return out
     if stage == "mask_coeffs":
         return {"mask_coeffs": expected[f"{prefix}/mask_coeffs"]}
@@ -122,7 +126,10 @@ def test_stage_outputs_match_ul120(converted: Path, expected: dict, prefix: str,
             report[name] = float(diff.max())
             if not (diff <= ATOL + rtol * want[name].abs()).all():
                 bad[name] = report[name]
-    print(f"\nul120 fixture {prefix} / ours {fuse}: " + ", ".join(f"{k}={v:.1e}" for k, v in report.items()))
+    print(
+        f"\nul120 fixture {prefix} / ours {fuse}: "
+        + ", ".join(f"{k}={v:.1e}" for k, v in report.items())
+    )
     assert not bad, f"stages over atol {ATOL}: {bad} (all max abs diffs: {report})"
 
 

@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -105,7 +104,9 @@ def split_decoded(
     Boxes are compared in grid units: in pixels they are the DFL expectation times the stride
     (up to 32), which scales fp32 rounding differences by the same factor.
     """
-    stride = torch.cat([torch.full((h * w,), float(s)) for (h, w), s in zip(feature_sizes, (8, 16, 32))])
+    stride = torch.cat(
+        [torch.full((h * w,), float(s)) for (h, w), s in zip(feature_sizes, (8, 16, 32))]
+    )
     return {
         "decoded_boxes": decoded[:, :4] / stride,  # (B, 4, A) grid units
         "decoded_scores": decoded[:, 4 : 4 + num_classes],  # (B, nc, A) sigmoid
@@ -144,14 +145,16 @@ def convert_in_subprocess(checkpoint: Path, out: Path, timeout: float = 300.0) -
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(_CONVERT_SCRIPT), str(checkpoint), str(out)],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO_ROOT,
+        check=False, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO_ROOT,
     )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"converting {checkpoint} failed:\n{proc.stderr[-4000:]}")
     return out
 
 
-def load_converted(path: Path, fuse: Literal["none", "v8.0", "current"] = "none") -> tuple[nn.Module, dict]:
+def load_converted(
+    path: Path, fuse: Literal["none", "v8.0", "current"] = "none"
+) -> tuple[nn.Module, dict]:
     """Build our YoloV8Seg from a `convert_in_subprocess` file (strict), eval mode, fp32."""
     from fastsam_core.config import YoloSegConfig
     from fastsam_core.model import YoloV8Seg, fuse_conv_bn
@@ -195,13 +198,15 @@ def import_oracle() -> Any:
     import ultralytics
 
     if ultralytics.__version__ != ORACLE_VERSION:
-        raise RuntimeError(f"the oracle must be ultralytics=={ORACLE_VERSION}, got {ultralytics.__version__}")
+        raise RuntimeError(
+            f"the oracle must be ultralytics=={ORACLE_VERSION}, got {ultralytics.__version__}"
+        )
     torch.set_num_threads(threads)  # ultralytics may lower it on import; compare like with like
     return ultralytics
 
 
 def calibration_images(size: int = CALIBRATION_SIZE, limit: int | None = 4) -> torch.Tensor:
-    """The first `limit` (None: all) real photos (sorted names), letterboxed to (N, 3, size, size)."""
+    """The first `limit` (None: all) real photos, letterboxed to (N, 3, size, size) in [0, 1]."""
     from PIL import Image
 
     paths = sorted(IMAGES_DIR.glob("*.jpg"))[:limit]
@@ -212,7 +217,9 @@ def calibration_images(size: int = CALIBRATION_SIZE, limit: int | None = 4) -> t
         img = Image.open(p).convert("RGB")
         r = size / max(img.size)
         w, h = max(1, round(img.width * r)), max(1, round(img.height * r))
-        t = torch.frombuffer(bytearray(img.resize((w, h), Image.BILINEAR).tobytes()), dtype=torch.uint8)
+        t = torch.frombuffer(
+            bytearray(img.resize((w, h), Image.BILINEAR).tobytes()), dtype=torch.uint8
+        )
         t = t.view(h, w, 3).permute(2, 0, 1).float() / 255  # (3, h, w)
         canvas = torch.full((3, size, size), 114 / 255)
         top, left = (size - h) // 2, (size - w) // 2
@@ -301,7 +308,9 @@ def _save_like_trainer(model: nn.Module, path: Path, dtype: torch.dtype, imgsz: 
         torch.save(data, path)
 
 
-def _recipe_path(kind: str, scale: str, reg_max: int, nc: int, dtype: torch.dtype, seed: int) -> Path:
+def _recipe_path(
+    kind: str, scale: str, reg_max: int, nc: int, dtype: torch.dtype, seed: int
+) -> Path:
     name = (
         f"{kind}-ul{ORACLE_VERSION}-r{RECIPE_VERSION}-{scale}-reg{reg_max}-nc{nc}-"
         f"{str(dtype).removeprefix('torch.')}-seed{seed}.pt"
@@ -338,14 +347,16 @@ def oracle_checkpoint(
 
 
 def predictor_inputs(size: int = CALIBRATION_SIZE) -> list[torch.Tensor]:
-    """Every real photo as the oracle predictor feeds it: cv2 BGR read, LetterBox(auto) -> RGB [0, 1]."""
+    """Every real photo as the oracle predictor feeds it: cv2 read, LetterBox(auto), RGB [0, 1]."""
     import cv2
     from ultralytics.data.augment import LetterBox
 
     out = []
     for path in sorted(IMAGES_DIR.glob("*.jpg")):
         img = LetterBox(new_shape=(size, size), auto=True, stride=32)(image=cv2.imread(str(path)))
-        t = torch.from_numpy(img[..., ::-1].copy()).permute(2, 0, 1).float() / 255  # BGR->RGB, (3, H, W)
+        t = (
+            torch.from_numpy(img[..., ::-1].copy()).permute(2, 0, 1).float() / 255
+        )  # BGR->RGB, (3, H, W)
         out.append(t.unsqueeze(0))
     return out
 
@@ -384,7 +395,8 @@ def _calibrate_class_branch(model: nn.Module, scale: str, seed: int) -> None:
     limit = CALIBRATION_PHOTOS.get(scale)
     finals = [branch[-1] for branch in model.model[-1].cv3]  # 1x1 Conv2d(c3, nc) per level
     sets = [
-        (_class_features(model, predictor_inputs(size)[:limit]), k) for size, k in TARGET_TOP_K.items()
+        (_class_features(model, predictor_inputs(size)[:limit]), k)
+        for size, k in TARGET_TOP_K.items()
     ]
     gen = torch.Generator().manual_seed(seed + 1)
     C, nc = finals[0].in_channels, finals[0].out_channels  # c3 is the same on every level
@@ -488,7 +500,7 @@ def oracle_stages(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tens
     head = model.model[-1]
     hooks = []
 
-    def keep(name: str):  # noqa: ANN202
+    def keep(name: str):
         return lambda module, inputs, output: stages.__setitem__(name, output.detach().clone())
 
     for i in FEATURE_LAYERS:

@@ -1,4 +1,4 @@
-"""YoloSegConfig: resolved numbers of every scale, head widths and parameter counts (spec §1.1-§1.7)."""
+"""YoloSegConfig: resolved scale numbers, head widths and parameter counts (spec §1.1-§1.7)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,9 @@ PARAM_COUNTS = [
 ]
 
 
-@pytest.mark.parametrize("scale, reg_max, unfused, fused, keys, float_buffers, num_bn", PARAM_COUNTS)
+@pytest.mark.parametrize(
+    "scale, reg_max, unfused, fused, keys, float_buffers, num_bn", PARAM_COUNTS
+)
 def test_parameter_counts(
     scale: str,
     reg_max: int,
@@ -177,7 +179,9 @@ def test_invalid_config_message_names_value() -> None:
 
 
 def test_unknown_scale_raises() -> None:
-    with pytest.raises(ValueError, match=r"unknown scale 'q'; expected one of \['l', 'm', 'n', 's', 'x'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown scale 'q'; expected one of \['l', 'm', 'n', 's', 'x'\]"
+    ):
         yolov8_seg_config("q")
 
 
@@ -188,7 +192,11 @@ def test_config_is_frozen() -> None:
 
 @pytest.mark.parametrize(
     "cfg",
-    [FASTSAM_S, FASTSAM_X, yolov8_seg_config("m", num_classes=80, class_names=tuple(map(str, range(80))))],
+    [
+        FASTSAM_S,
+        FASTSAM_X,
+        yolov8_seg_config("m", num_classes=80, class_names=tuple(map(str, range(80)))),
+    ],
     ids=["s", "x", "m-nc80"],
 )
 def test_to_dict_from_dict_round_trip(cfg: YoloSegConfig) -> None:

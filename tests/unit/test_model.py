@@ -1,4 +1,4 @@
-"""YoloV8Seg: output shapes for every scale, train/eval contract, autograd, errors, Conv+BN fusion."""
+"""YoloV8Seg: shapes for every scale, train/eval contract, autograd, errors, Conv+BN fusion."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastsam_core.model.layers import ConvBnAct
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm non-trivial affine params and running stats, so fusion is really tested."""
+    """Non-trivial BatchNorm affine params and running stats, so fusion is really tested."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -185,7 +185,7 @@ def test_fuse_matches_unfused(formula: str, scale: str) -> None:
     x = torch.rand(1, 3, 96, 128)
     ref, got = _all_outputs(model, x), _all_outputs(fused, x)
     for name in ref:
-        # fp32: folding BN into the weights reorders a few roundings; 1e-4 is ~100 ulp at these magnitudes.
+        # fp32: folding BN into the weights reorders roundings; 1e-4 is ~100 ulp at these magnitudes.
         torch.testing.assert_close(got[name], ref[name], rtol=0, atol=1e-4, msg=name)
 
 
@@ -226,7 +226,9 @@ def test_fuse_casts_half_models_to_float() -> None:
     model = _randomize_bn(build_model(yolov8_seg_config("n"))).half().eval()
     fused = fuse_conv_bn(model)
     assert all(p.dtype == torch.float32 for p in fused.parameters())
-    ref = _all_outputs(model.float(), torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
+    ref = _all_outputs(
+        model.float(), torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    )
     got = _all_outputs(fused, torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
     for name in ref:
         torch.testing.assert_close(got[name], ref[name], rtol=0, atol=1e-4, msg=name)
@@ -234,5 +236,7 @@ def test_fuse_casts_half_models_to_float() -> None:
 
 def test_fuse_rejects_unknown_formula() -> None:
     model = build_model(yolov8_seg_config("n"))
-    with pytest.raises(ValueError, match=r"unknown fuse formula 'v9'; expected 'v8.0' or 'current'"):
+    with pytest.raises(
+        ValueError, match=r"unknown fuse formula 'v9'; expected 'v8.0' or 'current'"
+    ):
         fuse_conv_bn(model, formula="v9")  # type: ignore[arg-type]
