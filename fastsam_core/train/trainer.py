@@ -277,6 +277,7 @@ class Trainer:
         if resume and force:
             raise ValueError("use either resume or force, not both")
         exists = self.out.exists() and any(self.out.iterdir())
+        barrier(self.dist)  # every rank looks before rank 0 changes anything, so all decide alike
         if resume:
             if not (self.out / "last" / "state.json").is_file():
                 raise FileNotFoundError(f"cannot resume: {self.out / 'last'} holds no checkpoint")

