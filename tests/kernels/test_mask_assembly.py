@@ -255,6 +255,42 @@ def test_triton_op_contiguity_guard_and_fake() -> None:
     assert out.shape == (123,) and out.dtype == torch.bool
 
 
+@NEEDS_TRITON
+@pytest.mark.parametrize("consts", [
+    {"TAPS_Y": 2, "TAPS_X": 2, "BLOCK_H": 64, "BLOCK_W": 64, "PATCH_H": 16, "PATCH_W": 16, "SIGMOID": True,
+     "KEEP": True},
+    {"TAPS_Y": 3, "TAPS_X": 3, "BLOCK_H": 16, "BLOCK_W": 32, "PATCH_H": 32, "PATCH_W": 16, "SIGMOID": False,
+     "KEEP": False},
+], ids=["official", "ultralytics-retina"])
+def test_triton_kernel_compiles_for_h100_without_tf32(
+    consts: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ahead-of-time compile for sm_90 (no GPU needed): the native path at least lowers, and its
+    bilinear matmuls stay IEEE fp32 FMAs (no tensor-core mma, which would round to TF32)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # a native JITFunction, not the interpreter
+    import triton
+    from fastsam_kernels.mask_assembly import _triton_kernel
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    pointers = ["protos", "coeffs", "row_index", "row_weight", "row_lo", "col_index", "col_weight", "col_lo",
+                "regions", "keep", "offsets", "tiles", "out"]
+    types = ["*fp16", "*bf16", "*i64", "*fp32", "*i64", "*i64", "*fp32", "*i64", "*i64", "*i64", "*i64",
+             "*i64", "*u8"]
+    signature = {f"{name}_ptr": t for name, t in zip(pointers, types)}
+    signature.update({"Hp": "i32", "Wp": "i32", "H": "i32", "W": "i32", "threshold": "fp32"})
+    signature.update({name: "constexpr" for name in ["K", *consts]})
+    source = ASTSource(fn=triton.jit(_triton_kernel.mask_assembly_kernel), signature=signature,
+                       constexprs={"K": 32, **consts})
+    try:
+        kernel = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+    except RuntimeError as err:  # e.g. no ptxas / CUDA backend in this triton build
+        pytest.skip(f"cannot compile for sm_90 here: {err}")
+    ptx = kernel.asm["ptx"]
+    assert ".target sm_90" in ptx
+    assert "fma.rn.f32" in ptx and "mma" not in ptx
+
+
 def test_triton_missing_gives_pip_line(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
