@@ -223,3 +223,32 @@ def test_freeze_by_prefix(shapes, tmp_path):
     )
     with pytest.raises(ValueError, match="matches no parameter"):
         Trainer(_cfg(shapes, tmp_path / "run2", freeze=("backbon",)))
+
+
+def test_interrupt_saves_a_resumable_checkpoint(shapes, tmp_path, monkeypatch):
+    trainer = Trainer(_cfg(shapes, tmp_path / "run", augment=NO_AUGMENT))
+    real_step = trainer.train_step
+
+    def step_then_interrupt(images, targets):
+        if trainer.step == 1:
+            raise KeyboardInterrupt
+        return real_step(images, targets)
+
+    monkeypatch.setattr(trainer, "train_step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert json.loads((tmp_path / "run" / "last" / "state.json").read_text())["step"] == 1
+    with pytest.raises(ValueError, match=r"different settings \['batch'\]"):
+        Trainer(_cfg(shapes, tmp_path / "run", augment=NO_AUGMENT, batch=4), resume=True)
+    resumed = Trainer(_cfg(shapes, tmp_path / "run", augment=NO_AUGMENT), resume=True)
+    assert resumed.step == 1
+
+
+def test_incomplete_checkpoint_names_missing_files(tmp_path):
+    from fastsam_core.train.checkpoint import load_checkpoint
+
+    (tmp_path / "last").mkdir()
+    (tmp_path / "last" / "state.json").write_text("{}")
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(FileNotFoundError, match=r"missing \['model.safetensors', 'optimizer.pt'\]"):
+        load_checkpoint(tmp_path / "last", model, torch.optim.SGD(model.parameters(), lr=0.1))
