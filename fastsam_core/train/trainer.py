@@ -244,7 +244,9 @@ class Trainer:
         self.ema = ModelEMA(self.model, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None
         self.use_amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         if self.use_amp and self.device.type != "cuda":
-            logger.warning("AMP (float16) is only used on CUDA; training in float32 on %s", self.device)
+            logger.warning(
+                "AMP (float16) is only used on CUDA; training in float32 on %s", self.device
+            )
             self.use_amp = False
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.use_amp and self.device.type == "cuda"
