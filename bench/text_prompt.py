@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     rows = []
     for name, fn in cases.items():
-        stats = measure(fn, warmup=1, repeats=args.repeats, device=device)
+        stats = measure(fn, warmup=args.warmup, repeats=args.repeats, device=device)
         rows.append({"case": name, **stats.to_dict()})
         print(f"{name:22s} {stats.ms()}", flush=True)
     # Same answers: the batched and one-by-one prompts pick the same masks with the same scores.
@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "image_hw": list(results.orig_hw),
             "input_size": list(inputs.shape[1:]),
             "repeats": args.repeats,
+            "warmup": args.warmup,
         },
         "results": rows,
         "speedup": speedups,
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--preprocess", choices=("pil", "tensor"), default="pil")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--quick", action="store_true", help="tiny model, 20 masks, 1 repeat")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
