@@ -7,9 +7,8 @@ The plain path is `model(x)` on a fused, fp32, NCHW model (what `Predictor` does
 * `channels_last`: NHWC activations (oneDNN's native layout on CPU, tensor cores on GPU).
 * `compile`: `torch.compile` of the network (inductor, weight freezing on CPU). The first call
   per input shape compiles; that time is reported in `compile_seconds`, never in timed calls.
-  Graphs are reused across image sizes through torch's automatic dynamic shapes: the second
-  distinct shape recompiles once with symbolic H/W and every later size reuses that graph,
-  with outputs equal to the plain path (no padding).
+  Without `bucket` the graph is compiled with symbolic batch/H/W (`dynamic=True`), so one
+  graph serves every image size, with outputs equal to the plain path (no padding).
 * `bucket`: pad the letterbox input at the bottom/right to multiples of `bucket` px (pad value
   114) so shapes repeat exactly (what CUDA graphs need); head outputs are cropped back to the
   unpadded anchors/prototypes. The network sees the padding through its receptive field, so
@@ -195,7 +194,7 @@ class InferenceRunner:
             )
             self._network = torch.compile(
                 self.model, mode=mode, options=compile_options,
-                dynamic=False if self.options.bucket is not None else None,
+                dynamic=self.options.bucket is None,  # one symbolic-H/W graph for every size
             )  # fmt: skip
 
     @property

@@ -192,7 +192,8 @@ def test_bucket_is_grey_padding_then_crop(model: YoloV8Seg) -> None:
 def test_compile_matches_plain_and_reuses_graphs(
     model: YoloV8Seg, plain_results: list[Results]
 ) -> None:
-    """torch.compile (automatic dynamic shapes): at most 2 graphs for 3 letterbox shapes."""
+    """torch.compile with symbolic shapes: 3 letterbox shapes share graphs (measured: 2 graphs,
+    one guard-driven recompile), outputs equal the plain path."""
     from torch._dynamo.utils import counters
 
     photos = _photos()
@@ -201,7 +202,7 @@ def test_compile_matches_plain_and_reuses_graphs(
     before = counters["stats"]["unique_graphs"]
     predictor = Predictor(model, **OPTIONS, fast=FastOptions(compile=True))
     fast = predictor(photos)
-    assert counters["stats"]["unique_graphs"] - before <= 2  # 3rd shape reuses the dynamic graph
+    assert counters["stats"]["unique_graphs"] - before <= 2  # not one graph per shape
     assert len(predictor.runner.compile_seconds) == 3
     for plain, res in zip(plain_results, fast):
         stats = compare(plain, res)
