@@ -521,6 +521,38 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"\ncompile time (s, not in any timing above): {compile_times}")
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The side-by-side table of a report as Markdown (for bench/RESULTS.md)."""
+    env = report["env"]
+    lines = [
+        f"Machine: {env['device_name']}, {env['cpu_count']} cores, {env['threads']} torch threads; torch "
+        f"{env['torch']}, triton {env['triton']}; commit {env['commit'][:12]}; load average at start "
+        (f"{env['load_average']}, at end {env.get('load_average_end')}."),
+        "",
+        (
+            "| case | variant | ours e2e ms (median ± IQR/2) | oracle e2e ms | oracle / ours | dets oracle/ours "
+            "| ours pre / fwd / nms / masks / other ms | oracle pre / inf / post ms | RLE enc ours / oracle ms | load |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["cases"]:
+        label = f"{row['case']} {row['imgsz']} retina {'on' if row['retina'] else 'off'}"
+        oracle = row.get("oracle", {})
+        for variant, st in row["ours"].items():
+            med = {k: v["median"] * 1e3 for k, v in st.items()}
+            omed = {k: v["median"] * 1e3 for k, v in oracle.items()}
+            lines.append(
+                f"| {label} | {variant} | {med['total']:.0f} ± {st['total']['iqr'] * 5e2:.0f} | "
+                f"{omed.get('total', 0):.0f} ± {oracle.get('total', {}).get('iqr', 0) * 5e2:.0f} | "
+                f"**{row.get('ratio', {}).get(variant, 0):.2f}x** | {row['detections'].get('oracle', '-')}/"
+                f"{row['detections'][variant]} | {med['preprocess']:.0f} / {med['forward']:.0f} / "
+                f"{med['nms']:.0f} / {med['masks']:.0f} / {med['other']:.0f} | {omed.get('preprocess', 0):.0f} / "
+                f"{omed.get('inference', 0):.0f} / {omed.get('postprocess', 0):.0f} | {med['encode']:.0f} / "
+                f"{omed.get('encode', 0):.0f} | {row['load_average'][0]:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -554,6 +586,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-oracle", action="store_true", help="our side only")
     parser.add_argument("--no-forward", action="store_true", help="skip the forward-only table")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the subprocess runs")
+    parser.add_argument(
+        "--markdown", type=Path, help="print an existing JSON report as Markdown, exit"
+    )
     parser.add_argument("--profile", type=Path, help="write a torch profiler (chrome) trace here")
     parser.add_argument(
         "--json", type=Path, default=REPO_ROOT / "bench" / "results" / "end_to_end.json"
@@ -570,6 +605,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     global CONF
     args = parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     CONF = args.conf
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
