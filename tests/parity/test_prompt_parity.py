@@ -343,3 +343,42 @@ def test_official_prompt_rules_photos(everything: Callable, name: str, retina: b
         agree = torch.equal(mine, torch.from_numpy(expected))
         _count(f"photos {key} points (official union)", agree)
         assert agree
+
+
+# ---------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("name", PHOTOS[:3])
+def test_predictor_prompts_end_to_end(
+    everything: Callable, name: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`Predictor(..., postprocess="ultralytics")(image, boxes=, points=, output="subset")` vs
+    ultralytics `FastSAM(...)(image, bboxes=, points=, labels=)`: same checkpoint, same pixels."""
+    from fastsam_weights_convert import convert_file
+    from ultralytics import FastSAM
+
+    from fastsam_core import Predictor
+    from tests.support import oracle_models
+
+    checkpoint = oracle_models.calibrated_oracle_checkpoint("s", 16)
+    weights = tmp_path_factory.mktemp("e2e") / "s.safetensors"
+    convert_file(checkpoint, weights)
+    ul, rgb = everything(name, True)
+    gen = torch.Generator().manual_seed(20 + PHOTOS.index(name))
+    h0, w0 = rgb.shape[:2]
+    boxes = _random_boxes(4, (h0, w0), gen, ul.boxes.xyxy.cpu())
+    boxes = torch.minimum(boxes.clamp(min=0), torch.tensor([w0, h0] * 2, dtype=torch.float64))
+    points = (torch.rand(3, 2, generator=gen) * torch.tensor([w0, h0])).floor()
+    labels = [1, 1, 0]
+    bgr = np.ascontiguousarray(rgb.numpy()[:, :, ::-1])
+    threads = torch.get_num_threads()
+    (theirs,) = FastSAM(str(checkpoint)).predict(
+        bgr, device="cpu", imgsz=640, conf=0.4, iou=0.9, retina_masks=True, verbose=False,
+        bboxes=boxes.tolist(), points=points.tolist(), labels=labels,
+    )  # fmt: skip
+    torch.set_num_threads(threads)
+    predictor = Predictor(weights, imgsz=640, postprocess="ultralytics")
+    (mine,) = predictor(rgb, boxes=boxes, points=points, labels=labels, output="subset")
+    assert predictor(rgb)[0].boxes.shape == ul.boxes.xyxy.shape  # same everything-mode result
+    assert mine.boxes.shape == theirs.boxes.xyxy.shape
+    # same rows selected; coordinates carry the network's fp32 differences (<= 0.01 px measured)
+    torch.testing.assert_close(mine.boxes, theirs.boxes.xyxy.cpu(), atol=1e-2, rtol=0)
+    _count("end to end Predictor vs ultralytics FastSAM (boxes + points)", True)
