@@ -66,7 +66,10 @@ def make_results(num_masks: int, long_side: int = 1024, seed: int = 0) -> Result
     xs = torch.arange(width, dtype=torch.float32)[None, :]
     masks = torch.zeros((num_masks, height, width), dtype=torch.bool)
     for i in range(num_masks):
-        cx, cy = float(torch.rand(1, generator=gen)) * width, float(torch.rand(1, generator=gen)) * height
+        cx, cy = (
+            float(torch.rand(1, generator=gen)) * width,
+            float(torch.rand(1, generator=gen)) * height,
+        )
         rx = 20 + float(torch.rand(1, generator=gen)) * width / 4
         ry = 20 + float(torch.rand(1, generator=gen)) * height / 4
         masks[i] = ((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 <= 1
