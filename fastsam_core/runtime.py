@@ -237,12 +237,16 @@ class InferenceRunner:
             out = self._forward(x)
             out = crop_output(out, hw, self.strides)
             if self.options.autocast != "off" or self.options.cuda_graphs:
-                # back to fp32 (box math and NMS stay fp32); clone: CUDA graph outputs are reused
+                # back to fp32 (box math and NMS stay fp32); own copies: CUDA graph outputs are
+                # overwritten by the next replay
+                def owned(t: torch.Tensor) -> torch.Tensor:
+                    return t.float() if t.dtype != torch.float32 else t.clone()
+
                 out = SegOutput(
-                    box_dist=out.box_dist.float().clone(),
-                    class_logits=out.class_logits.float().clone(),
-                    mask_coeffs=out.mask_coeffs.float().clone(),
-                    protos=out.protos.float().clone(),
+                    box_dist=owned(out.box_dist),
+                    class_logits=owned(out.class_logits),
+                    mask_coeffs=owned(out.mask_coeffs),
+                    protos=owned(out.protos),
                     feature_sizes=out.feature_sizes,
                 )
         return out
