@@ -525,9 +525,11 @@ def markdown(report: dict[str, Any]) -> str:
     """The side-by-side table of a report as Markdown (for bench/RESULTS.md)."""
     env = report["env"]
     lines = [
-        f"Machine: {env['device_name']}, {env['cpu_count']} cores, {env['threads']} torch threads; torch "
-        f"{env['torch']}, triton {env['triton']}; commit {env['commit'][:12]}; load average at start "
-        (f"{env['load_average']}, at end {env.get('load_average_end')}."),
+        (
+            f"Machine: {env['device_name']}, {env['cpu_count']} cores, {env['threads']} torch threads; "
+            f"torch {env['torch']}, triton {env['triton']}; commit {env['commit'][:12]}; load average "
+            f"at start {env['load_average']}, at end {env.get('load_average_end')}."
+        ),
         "",
         (
             "| case | variant | ours e2e ms (median ± IQR/2) | oracle e2e ms | oracle / ours | dets oracle/ours "
@@ -537,6 +539,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for row in report["cases"]:
         label = f"{row['case']} {row['imgsz']} retina {'on' if row['retina'] else 'off'}"
+        label += f" + {row['prompt']} prompt" if row["prompt"] else ""
         oracle = row.get("oracle", {})
         for variant, st in row["ours"].items():
             med = {k: v["median"] * 1e3 for k, v in st.items()}
