@@ -148,7 +148,9 @@ def _read_file(path: Path) -> torch.Tensor:
         with Image.open(path) as opened:
             opened.load()  # decode now so truncated/corrupt data fails here, naming the file
             return _from_pil(ImageOps.exif_transpose(opened), str(path))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ImportError) as err:
+        # ImportError: other libraries (ultralytics, pillow plugins) patch `Image.open` with
+        # fallbacks that raise it for undecodable files; it still means "cannot read".
         raise ValueError(f"cannot read image {path}: {err}") from err
 
 
