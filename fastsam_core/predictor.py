@@ -81,7 +81,8 @@ class PredictOptions:
         mask_rule: official only: "logit" (> 0) or "sigmoid" (> 0.5, upstream 8.0.120).
         full_box: official only: full-image box step on "every_image" or, as the reference, on the
             "first_image" of each batch only.
-        mask_backend: name in `mask_backends.MASK_BACKENDS`.
+        mask_backend: name in `mask_backends.MASK_BACKENDS`; "auto" (default) picks the fastest
+            exact kernel for the device (tests/kernels: identical masks to "reference").
         bgr: numpy array inputs are BGR (as from OpenCV) instead of RGB.
         batch_size: images per forward pass.
     """
@@ -94,7 +95,7 @@ class PredictOptions:
     postprocess: Postprocess = "official"
     mask_rule: MaskRule = "logit"
     full_box: FullBoxMode = "every_image"
-    mask_backend: str = "reference"
+    mask_backend: str = "auto"
     bgr: bool = False
     batch_size: int = 1
 
@@ -220,7 +221,7 @@ class Predictor:
         mask_rule: MaskRule = "logit",
         fuse: bool = True,
         full_box: FullBoxMode = "every_image",
-        mask_backend: str = "reference",
+        mask_backend: str = "auto",
         bgr: bool = False,
         batch_size: int = 1,
         fast: bool | str | FastOptions | None = False,

@@ -72,7 +72,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="official",
         help="reference semantics: FastSAM repo (default) or ultralytics 8.4",
     )
-    parser.add_argument("--mask-backend", default="reference", help="mask assembly backend")
+    parser.add_argument(
+        "--mask-backend", default="auto", help="mask assembly backend: auto, reference, eager, ..."
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="inference fast path (channels_last, fused): ~13%% faster forward on CPU, masks "
+        ">= 99.9%% equal to the plain path (bench/RESULTS.md)",
+    )
     add_prompt_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -173,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         retina_masks=args.retina,
         postprocess=args.postprocess,
         mask_backend=args.mask_backend,
+        fast=args.fast,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     done = 0
