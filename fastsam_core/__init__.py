@@ -18,13 +18,13 @@ from fastsam_core.weights import load_config, load_model
 __version__ = "0.1.0"
 
 __all__ = [
-    "CompactMasks",
     "FASTSAM_S",
     "FASTSAM_X",
     "MODEL_REGISTRY",
+    "SCALES",
+    "CompactMasks",
     "Predictor",
     "Results",
-    "SCALES",
     "SegOutput",
     "YoloSegConfig",
     "YoloV8Seg",

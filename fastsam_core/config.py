@@ -101,7 +101,9 @@ class YoloSegConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"unknown YoloSegConfig fields {unknown}; expected a subset of {sorted(names)}")
+            raise ValueError(
+                f"unknown YoloSegConfig fields {unknown}; expected a subset of {sorted(names)}"
+            )
         tuple_fields = ("channels", "depths", "strides", "class_names")
         fixed = {k: tuple(v) if k in tuple_fields else v for k, v in data.items()}
         return cls(**fixed)

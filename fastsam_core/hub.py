@@ -69,14 +69,6 @@ def canonical_name(name: str) -> str | None:
     return key if key in WEIGHTS else None
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_file(
     url: str, dest: Path, *, sha256: str | None = None, progress: bool = True, timeout: float = 60
 ) -> str:
@@ -150,8 +142,10 @@ def download_file(
 
 def _record_or_check_unpinned(path: Path, info: WeightsFile) -> None:
     """Trust on first use for files without a spec checksum: record the hash, then verify it."""
+    from fastsam_weights_convert import sha256_file
+
     record = path.with_name(path.name + ".sha256")
-    actual = file_sha256(path)
+    actual = sha256_file(path)
     if record.exists():
         expected = record.read_text().split()[0]
         if expected != actual:

@@ -75,7 +75,9 @@ def assemble_masks_reference(
                 protos, coeffs, boxes_input, geometry.input_hw, rule=mask_rule
             )
     elif retina:
-        dense = mask_ops.process_mask_native_ultralytics(protos, coeffs, boxes_orig, geometry.orig_hw)
+        dense = mask_ops.process_mask_native_ultralytics(
+            protos, coeffs, boxes_orig, geometry.orig_hw
+        )
     else:
         dense = mask_ops.process_mask_ultralytics(protos, coeffs, boxes_input, geometry.input_hw)
     return CompactMasks.from_dense(dense)  # (N, H?, W?) bool -> crops of each tight box
@@ -125,7 +127,9 @@ def assemble_masks_auto(
     (benchmarks, tests) never fall back.
     """
     name = auto_backend_name(protos.device)
-    _log_once(f"auto:{protos.device.type}", "mask_backend='auto' uses %r on %s", name, protos.device)
+    _log_once(
+        f"auto:{protos.device.type}", "mask_backend='auto' uses %r on %s", name, protos.device
+    )
     args = (protos, coeffs, boxes_input, boxes_orig, geometry)
     try:
         return get_mask_backend(name)(

@@ -408,36 +408,25 @@ class Predictor:
             )
         backend = get_mask_backend(options.mask_backend)
         boxes_input = det.boxes.clone()  # (N, 4) letterbox px
-        if options.postprocess == "official":
-            if options.full_box == "every_image" or index_in_batch == 0:
-                step = full_box_step_official(boxes_input, geometry.input_hw)
-                boxes_input = step.boxes  # snapped: these boxes crop the masks (spec §3.7)
-                if step.matched.numel():  # the full-box row keeps score and coefficients, class 0
-                    class_ids = det.class_ids.clone()
-                    class_ids[step.matched] = 0
-                    det = dataclasses.replace(det, class_ids=class_ids)
-                if step.ambiguous:
-                    height, width = geometry.input_hw
-                    boxes_input[step.matched] = boxes_input.new_tensor([0.0, 0.0, width, height])
-                    _warn_once(
-                        "multi_full_box",
-                        "%d boxes cover the whole image (IoU > 0.9); all were replaced by the full "
-                        "box (the official reference fails on this case and returns None)",
-                        step.matched.numel(),
-                    )
-            boxes_orig = scale_boxes(boxes_input, geometry, rule="official")
-            masks = backend(
-                protos,
-                det.coeffs,
-                boxes_input,
-                boxes_orig,
-                geometry,
-                retina=retina,
-                postprocess="official",
-                mask_rule=options.mask_rule,
-            )
-            return self._results(masks, boxes_orig, det.scores, det.class_ids, image, window)
-        boxes_orig = scale_boxes(boxes_input, geometry, rule="ultralytics")
+        full_box_here = options.full_box == "every_image" or index_in_batch == 0
+        if options.postprocess == "official" and full_box_here:
+            step = full_box_step_official(boxes_input, geometry.input_hw)
+            boxes_input = step.boxes  # snapped: these boxes crop the masks (spec §3.7)
+            if step.matched.numel():  # the full-box row keeps score and coefficients, class 0
+                class_ids = det.class_ids.clone()
+                class_ids[step.matched] = 0
+                det = dataclasses.replace(det, class_ids=class_ids)
+            if step.ambiguous:
+                height, width = geometry.input_hw
+                boxes_input[step.matched] = boxes_input.new_tensor([0.0, 0.0, width, height])
+                _warn_once(
+                    "multi_full_box",
+                    "%d boxes cover the whole image (IoU > 0.9); all were replaced by the full "
+                    "box (the official reference fails on this case and returns None)",
+                    step.matched.numel(),
+                )
+        official = options.postprocess == "official"
+        boxes_orig = scale_boxes(boxes_input, geometry, rule=options.postprocess)
         masks = backend(
             protos,
             det.coeffs,
@@ -445,9 +434,11 @@ class Predictor:
             boxes_orig,
             geometry,
             retina=retina,
-            postprocess="ultralytics",
-            mask_rule="logit",
+            postprocess=options.postprocess,
+            mask_rule=options.mask_rule if official else "logit",  # 8.4.190 has only logit > 0
         )
+        if official:
+            return self._results(masks, boxes_orig, det.scores, det.class_ids, image, window)
         keep = masks.areas() > 0  # 8.4.190 drops detections whose mask is empty (spec §3.8)
         if not bool(keep.all()):
             masks, boxes_orig = masks[keep], boxes_orig[keep]

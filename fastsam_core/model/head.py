@@ -57,7 +57,9 @@ class DFL(nn.Module):
         self.reg_max = reg_max
         self.conv = nn.Conv2d(reg_max, 1, 1, bias=False).requires_grad_(False)
         with torch.no_grad():
-            self.conv.weight.copy_(torch.arange(reg_max, dtype=torch.float32).view(1, reg_max, 1, 1))
+            self.conv.weight.copy_(
+                torch.arange(reg_max, dtype=torch.float32).view(1, reg_max, 1, 1)
+            )
 
     def forward(self, box_dist: torch.Tensor) -> torch.Tensor:
         """box_dist: (B, 4 * R, A) logits -> (B, 4, A) distances in grid units, in [0, R - 1]."""
@@ -118,4 +120,6 @@ class SegmentHead(nn.Module):
         """Prior biases for training from scratch (spec §1.6): box 1.0, class ln(5 / nc / (640/s)^2)."""
         for box, cls, stride in zip(self.box_branch, self.class_branch, (8, 16, 32)):
             box[-1].bias.fill_(1.0)
-            cls[-1].bias.fill_(float(torch.log(torch.tensor(5 / self.num_classes / (640 / stride) ** 2))))
+            cls[-1].bias.fill_(
+                float(torch.log(torch.tensor(5 / self.num_classes / (640 / stride) ** 2)))
+            )

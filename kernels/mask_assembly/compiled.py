@@ -63,7 +63,9 @@ def sample_columns(
     values = (coeff @ protos.reshape(k, r * wp)).view(r, wp)  # (K,) @ (K, r*Wp): one GEMV on a view
     if sigmoid:
         values = values.sigmoid()
-    if keep is not None:  # the reference multiplies by 0 outside the box; zero is zero for the threshold
+    if (
+        keep is not None
+    ):  # the reference multiplies by 0 outside the box; zero is zero for the threshold
         c0, r0, c1, r1 = keep
         values[: max(r0, 0)] = 0
         values[max(r1, 0) :] = 0
@@ -146,8 +148,14 @@ def sample_rows_threshold_into(
         torch.gt(acc, threshold, out=out[start:stop])  # out may be a strided window of the crop
 
 
-def _rows_eager(across: torch.Tensor, row_index: torch.Tensor, row_weight: torch.Tensor, threshold: float,
-                out: torch.Tensor, work: torch.Tensor) -> None:
+def _rows_eager(
+    across: torch.Tensor,
+    row_index: torch.Tensor,
+    row_weight: torch.Tensor,
+    threshold: float,
+    out: torch.Tensor,
+    work: torch.Tensor,
+) -> None:
     sample_rows_threshold_into(across, row_index, row_weight, threshold, out, work)
 
 
@@ -161,8 +169,14 @@ def _compiled_rows() -> Callable[..., torch.Tensor]:
 COMPILE_MIN_PIXELS = 4096
 
 
-def _rows_compiled(across: torch.Tensor, row_index: torch.Tensor, row_weight: torch.Tensor, threshold: float,
-                   out: torch.Tensor, work: torch.Tensor) -> None:
+def _rows_compiled(
+    across: torch.Tensor,
+    row_index: torch.Tensor,
+    row_weight: torch.Tensor,
+    threshold: float,
+    out: torch.Tensor,
+    work: torch.Tensor,
+) -> None:
     h, (r, w) = row_index.shape[1], across.shape
     if h * w < COMPILE_MIN_PIXELS or min(h, r, w) < 2:
         sample_rows_threshold_into(across, row_index, row_weight, threshold, out, work)
@@ -198,15 +212,26 @@ def assemble_from_plan(
             kc0, kr0, kc1, kr1 = keep[i]
             box = (kc0, kr0 - r0, kc1, kr1 - r0)
         across = sample_columns(
-            protos[:, r0:r1], coeffs[i], cols.index[:, x0:x1], cols.weight[:, x0:x1], box, plan.sigmoid
+            protos[:, r0:r1],
+            coeffs[i],
+            cols.index[:, x0:x1],
+            cols.weight[:, x0:x1],
+            box,
+            plan.sigmoid,
         )  # (r, w)
         row_index = rows.index[:, y0:y1] - r0
         ya, yb, xa, xb = active_window(across, row_index, plan.threshold)
         if yb <= ya:
             continue  # provably empty
         crop = torch.empty((yb - ya, xb - xa), dtype=torch.bool, device=device)
-        rows_fn(across[:, xa:xb], row_index[:, ya:yb], rows.weight[:, y0 + ya : y0 + yb], plan.threshold,
-                crop, work)
+        rows_fn(
+            across[:, xa:xb],
+            row_index[:, ya:yb],
+            rows.weight[:, y0 + ya : y0 + yb],
+            plan.threshold,
+            crop,
+            work,
+        )
         windows[i] = [x0 + xa, y0 + ya, x0 + xb, y0 + yb]
         crops.append(crop.view(-1))
     regions = torch.tensor(windows, dtype=torch.int64, device=device).reshape(n, 4)
@@ -230,8 +255,14 @@ def _assemble(
 ) -> CompactMasks:
     check_arguments(protos, coeffs, boxes_input, boxes_orig, postprocess, mask_rule)
     plan = plan_masks(
-        (protos.shape[1], protos.shape[2]), boxes_input, boxes_orig, geometry,
-        retina=retina, postprocess=postprocess, mask_rule=mask_rule, device=protos.device,
+        (protos.shape[1], protos.shape[2]),
+        boxes_input,
+        boxes_orig,
+        geometry,
+        retina=retina,
+        postprocess=postprocess,
+        mask_rule=mask_rule,
+        device=protos.device,
     )
     return assemble_from_plan(protos, coeffs.to(protos.device), plan, rows_fn)
 
@@ -249,8 +280,17 @@ def assemble_masks_eager(
 ) -> CompactMasks:
     """Separable masks, eager PyTorch. Arguments and result as `assemble_masks_reference`; regions are
     the active windows inside the crop boxes (not the tight boxes of the set pixels)."""
-    return _assemble(protos, coeffs, boxes_input, boxes_orig, geometry, retina, postprocess, mask_rule,
-                     _rows_eager)
+    return _assemble(
+        protos,
+        coeffs,
+        boxes_input,
+        boxes_orig,
+        geometry,
+        retina,
+        postprocess,
+        mask_rule,
+        _rows_eager,
+    )
 
 
 def assemble_masks_compiled(
@@ -266,5 +306,14 @@ def assemble_masks_compiled(
 ) -> CompactMasks:
     """Separable masks with the per-mask body under `torch.compile(dynamic=True)`; first call compiles
     (seconds). Arguments and result as `assemble_masks_eager`."""
-    return _assemble(protos, coeffs, boxes_input, boxes_orig, geometry, retina, postprocess, mask_rule,
-                     _rows_compiled)
+    return _assemble(
+        protos,
+        coeffs,
+        boxes_input,
+        boxes_orig,
+        geometry,
+        retina,
+        postprocess,
+        mask_rule,
+        _rows_compiled,
+    )

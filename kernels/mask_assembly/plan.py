@@ -77,15 +77,19 @@ class MaskPlan:
     threshold: float
 
 
-def _linear(in_size: int, out_size: int, inv_scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _linear(
+    in_size: int, out_size: int, inv_scale: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ATen bilinear taps (align_corners=False) of one axis: (2, out) int64 indices, (2, out) float32.
 
     ``scale = in / out`` in float32 (or ``1 / scale_factor`` when F.interpolate got a scale factor);
     ``src = max(scale * (dst + 0.5) - 0.5, 0)``, ``i0 = min(floor(src), in - 1)``,
     ``lam = clamp(src - i0, 0, 1)``, ``i1 = i0 + (i0 < in - 1)``; weights (1 - lam, lam).
     """
-    scale = torch.tensor(in_size, dtype=torch.float32) / out_size if inv_scale is None else (
-        torch.tensor(inv_scale, dtype=torch.float32)
+    scale = (
+        torch.tensor(in_size, dtype=torch.float32) / out_size
+        if inv_scale is None
+        else (torch.tensor(inv_scale, dtype=torch.float32))
     )
     dst = torch.arange(out_size, dtype=torch.float32)
     src = (scale * (dst + 0.5) - 0.5).clamp(min=0)
@@ -123,7 +127,9 @@ def _compose(
 def _axis(taps: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> AxisTaps:
     index, weight = taps
     lo, hi = index.min(0).values, index.max(0).values
-    if index.shape[1] > 1 and not (bool((lo[1:] >= lo[:-1]).all()) and bool((hi[1:] >= hi[:-1]).all())):
+    if index.shape[1] > 1 and not (
+        bool((lo[1:] >= lo[:-1]).all()) and bool((hi[1:] >= hi[:-1]).all())
+    ):
         raise AssertionError("bilinear taps must be monotone along the axis")
     size = index.shape[1]
     spans = {}
@@ -143,7 +149,13 @@ def _axis(taps: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> Axis
 
 @functools.lru_cache(maxsize=64)
 def axis_taps(
-    kind: str, proto: int, frame: int, crop_start: int, crop_size: int, factor: int, device: torch.device
+    kind: str,
+    proto: int,
+    frame: int,
+    crop_start: int,
+    crop_size: int,
+    factor: int,
+    device: torch.device,
 ) -> AxisTaps:
     """Cached taps of one axis.
 
@@ -180,7 +192,9 @@ def _box_span(lo: torch.Tensor, hi: torch.Tensor, size: int) -> tuple[torch.Tens
     return a, b
 
 
-def _regions(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
+def _regions(
+    x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor
+) -> torch.Tensor:
     regions = torch.stack([x0, y0, x1, y1], dim=1)  # (N, 4)
     empty = (x1 <= x0) | (y1 <= y0)
     return torch.where(empty[:, None], torch.zeros_like(regions), regions)
@@ -204,7 +218,9 @@ def check_arguments(
     n = coeffs.shape[0]
     for name, boxes in (("boxes_input", boxes_input), ("boxes_orig", boxes_orig)):
         if boxes.shape != (n, 4):
-            raise ValueError(f"{name} must be (N, 4) xyxy with N = {n} (coeffs rows), got {tuple(boxes.shape)}")
+            raise ValueError(
+                f"{name} must be (N, 4) xyxy with N = {n} (coeffs rows), got {tuple(boxes.shape)}"
+            )
     if postprocess not in ("official", "ultralytics"):
         raise ValueError(f"postprocess must be 'official' or 'ultralytics', got {postprocess!r}")
     if mask_rule not in ("logit", "sigmoid"):

@@ -28,7 +28,9 @@ from fastsam_core.compact_masks import CompactMasks
 from fastsam_core.ops.letterbox import LetterboxGeometry
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-MAX_PATCH = 128  # proto pixels one tile may sample per axis (downscaling by more than ~7x is refused)
+MAX_PATCH = (
+    128  # proto pixels one tile may sample per axis (downscaling by more than ~7x is refused)
+)
 MAX_K = 256
 _INT32_MAX = 2**31 - 1
 _kernels: dict[bool, object] = {}
@@ -61,7 +63,10 @@ def _tile_shape(axis: AxisTaps) -> tuple[int, int]:
 
 
 def _check_guards(
-    protos: torch.Tensor, coeffs: torch.Tensor, tensors: dict[str, torch.Tensor], patch: tuple[int, int]
+    protos: torch.Tensor,
+    coeffs: torch.Tensor,
+    tensors: dict[str, torch.Tensor],
+    patch: tuple[int, int],
 ) -> None:
     """Kernel guards (device, dtype, contiguity, size limits); ValueError naming the failed guard."""
     device = protos.device
@@ -74,7 +79,9 @@ def _check_guards(
         if t.device != device:
             raise ValueError(f"device guard: {name} is on {t.device}, protos on {device}")
         if not t.is_contiguous():
-            raise ValueError(f"contiguity guard: {name} {tuple(t.shape)} must be contiguous; call .contiguous()")
+            raise ValueError(
+                f"contiguity guard: {name} {tuple(t.shape)} must be contiguous; call .contiguous()"
+            )
     for name, t in (("protos", protos), ("coeffs", coeffs)):
         if t.dtype not in _FLOAT_DTYPES:
             raise ValueError(f"dtype guard: {name} must be float32/float16/bfloat16, got {t.dtype}")
@@ -84,7 +91,9 @@ def _check_guards(
             raise ValueError(f"dtype guard: {name} must be {expected}, got {t.dtype}")
     k, hp, wp = protos.shape
     if k > MAX_K or k * hp * wp > _INT32_MAX:
-        raise ValueError(f"size guard: protos {tuple(protos.shape)} exceed K <= {MAX_K}, K*Hp*Wp < 2**31")
+        raise ValueError(
+            f"size guard: protos {tuple(protos.shape)} exceed K <= {MAX_K}, K*Hp*Wp < 2**31"
+        )
     if max(patch) > MAX_PATCH:
         raise ValueError(
             f"size guard: an output tile samples {max(patch)} proto pixels per axis (> {MAX_PATCH}): the output "
@@ -120,8 +129,15 @@ def mask_assembly_op(
     Shapes as in `_triton_kernel.mask_assembly_kernel`; `total` = offsets[-1] (known on the host).
     """
     tensors = {
-        "row_index": row_index, "row_weight": row_weight, "row_lo": row_lo, "col_index": col_index,
-        "col_weight": col_weight, "col_lo": col_lo, "regions": regions, "keep": keep, "offsets": offsets,
+        "row_index": row_index,
+        "row_weight": row_weight,
+        "row_lo": row_lo,
+        "col_index": col_index,
+        "col_weight": col_weight,
+        "col_lo": col_lo,
+        "regions": regions,
+        "keep": keep,
+        "offsets": offsets,
         "tiles": tiles,
     }
     _check_guards(protos, coeffs, tensors, (patch_h, patch_w))
@@ -131,30 +147,78 @@ def mask_assembly_op(
     kernel = _kernel(_interpreting())
     k, hp, wp = protos.shape
     kernel[(tiles.shape[0],)](  # type: ignore[index]
-        protos, coeffs, row_index, row_weight, row_lo, col_index, col_weight, col_lo, regions, keep,
-        offsets, tiles, out.view(torch.uint8), hp, wp, row_lo.shape[0], col_lo.shape[0], threshold,
-        K=k, TAPS_Y=row_index.shape[0], TAPS_X=col_index.shape[0], BLOCK_H=block_h, BLOCK_W=block_w,
-        PATCH_H=patch_h, PATCH_W=patch_w, SIGMOID=sigmoid, KEEP=use_keep,
+        protos,
+        coeffs,
+        row_index,
+        row_weight,
+        row_lo,
+        col_index,
+        col_weight,
+        col_lo,
+        regions,
+        keep,
+        offsets,
+        tiles,
+        out.view(torch.uint8),
+        hp,
+        wp,
+        row_lo.shape[0],
+        col_lo.shape[0],
+        threshold,
+        K=k,
+        TAPS_Y=row_index.shape[0],
+        TAPS_X=col_index.shape[0],
+        BLOCK_H=block_h,
+        BLOCK_W=block_w,
+        PATCH_H=patch_h,
+        PATCH_W=patch_w,
+        SIGMOID=sigmoid,
+        KEEP=use_keep,
     )
     return out
 
 
 @mask_assembly_op.register_fake
-def _(protos, coeffs, row_index, row_weight, row_lo, col_index, col_weight, col_lo, regions, keep,
-      offsets, tiles, total, threshold, sigmoid, use_keep, block_h, block_w, patch_h, patch_w):
+def _(
+    protos,
+    coeffs,
+    row_index,
+    row_weight,
+    row_lo,
+    col_index,
+    col_weight,
+    col_lo,
+    regions,
+    keep,
+    offsets,
+    tiles,
+    total,
+    threshold,
+    sigmoid,
+    use_keep,
+    block_h,
+    block_w,
+    patch_h,
+    patch_w,
+):
     return protos.new_empty(total, dtype=torch.bool)
 
 
-def _tiles(regions: torch.Tensor, block_h: int, block_w: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _tiles(
+    regions: torch.Tensor, block_h: int, block_w: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(M, 3) int64 (mask, first row, first column) of every output tile, crop offsets, total pixels."""
     heights = regions[:, 3] - regions[:, 1]
     widths = regions[:, 2] - regions[:, 0]
     counts = ((heights + block_h - 1) // block_h) * ((widths + block_w - 1) // block_w)  # (N,)
     offsets = torch.zeros(regions.shape[0] + 1, dtype=torch.int64, device=regions.device)
     torch.cumsum(heights * widths, 0, out=offsets[1:])
-    total, num_tiles = (int(v) for v in torch.stack([offsets[-1], counts.sum()]).tolist())  # one sync
-    mask = torch.repeat_interleave(torch.arange(regions.shape[0], device=regions.device), counts,
-                                   output_size=num_tiles)  # (M,)
+    total, num_tiles = (
+        int(v) for v in torch.stack([offsets[-1], counts.sum()]).tolist()
+    )  # one sync
+    mask = torch.repeat_interleave(
+        torch.arange(regions.shape[0], device=regions.device), counts, output_size=num_tiles
+    )  # (M,)
     first = torch.cumsum(counts, 0) - counts  # (N,) first tile of each mask
     local = torch.arange(num_tiles, device=regions.device) - first[mask]
     across = ((widths + block_w - 1) // block_w)[mask]
@@ -185,17 +249,39 @@ def assemble_masks_triton(
     check_arguments(protos, coeffs, boxes_input, boxes_orig, postprocess, mask_rule)
     device = protos.device
     plan = plan_masks(
-        (protos.shape[1], protos.shape[2]), boxes_input, boxes_orig, geometry,
-        retina=retina, postprocess=postprocess, mask_rule=mask_rule, device=device,
+        (protos.shape[1], protos.shape[2]),
+        boxes_input,
+        boxes_orig,
+        geometry,
+        retina=retina,
+        postprocess=postprocess,
+        mask_rule=mask_rule,
+        device=device,
     )
     block_h, patch_h = _tile_shape(plan.rows)
     block_w, patch_w = _tile_shape(plan.cols)
     tiles, offsets, total = _tiles(plan.regions, block_h, block_w)
     keep = plan.keep if plan.keep is not None else plan.regions  # unread when use_keep is False
     data = mask_assembly_op(
-        protos.contiguous(), coeffs.to(device).contiguous(), plan.rows.index, plan.rows.weight,
-        plan.rows.lo, plan.cols.index, plan.cols.weight, plan.cols.lo, plan.regions.contiguous(),
-        keep.contiguous(), offsets, tiles, total, plan.threshold, plan.sigmoid, plan.keep is not None,
-        block_h, block_w, patch_h, patch_w,
+        protos.contiguous(),
+        coeffs.to(device).contiguous(),
+        plan.rows.index,
+        plan.rows.weight,
+        plan.rows.lo,
+        plan.cols.index,
+        plan.cols.weight,
+        plan.cols.lo,
+        plan.regions.contiguous(),
+        keep.contiguous(),
+        offsets,
+        tiles,
+        total,
+        plan.threshold,
+        plan.sigmoid,
+        plan.keep is not None,
+        block_h,
+        block_w,
+        patch_h,
+        patch_w,
     )
     return CompactMasks(plan.regions, data, offsets, plan.frame_hw)

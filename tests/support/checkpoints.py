@@ -30,6 +30,8 @@ from typing import Literal
 
 import torch
 
+from tests.support.cache import test_cache_root
+
 BUILDER_VERSION = 2  # bump when the files this module writes change
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARITY_INPUT_SIZE = 320
@@ -67,8 +69,11 @@ def ultralytics_version() -> str | None:
 
 
 def cache_dir() -> Path:
-    root = Path(os.environ.get("FASTSAM_TEST_CACHE", Path.home() / ".cache" / "fastsam-core-tests"))
-    return root / "checkpoints" / f"ultralytics-{ultralytics_version()}-b{BUILDER_VERSION}"
+    return (
+        test_cache_root()
+        / "checkpoints"
+        / f"ultralytics-{ultralytics_version()}-b{BUILDER_VERSION}"
+    )
 
 
 def oracle_checkpoints(recipes: list[CheckpointRecipe]) -> list[Path]:

@@ -31,6 +31,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from tests.support.cache import test_cache_root
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = Path(os.environ.get("FASTSAM_TEST_IMAGES", REPO_ROOT.parent / "shared" / "images"))
 ORACLE_VERSION = "8.4.190"
@@ -39,13 +41,7 @@ FEATURE_LAYERS = (4, 6, 9, 15, 18, 21)  # backbone P3/P4/P5 (layers 4, 6, 9), ne
 CALIBRATION_SIZE = 640  # letterbox side used for BatchNorm recalibration and class calibration
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("FASTSAM_TEST_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "fastsam-core-tests"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+cache_dir = test_cache_root  # the shared test cache (tests/support/cache.py)
 
 
 @contextmanager

@@ -25,17 +25,12 @@ from pathlib import Path
 
 import torch
 
+from tests.support.cache import test_cache_root
+
 VERSION = "8.0.120"
 
 
-def cache_dir() -> Path:
-    """The test cache directory (``$FASTSAM_TEST_CACHE`` or ``~/.cache/fastsam-core-tests``)."""
-    root = os.environ.get("FASTSAM_TEST_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "fastsam-core-tests"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+cache_dir = test_cache_root  # the shared test cache (tests/support/cache.py)
 
 
 def ul120_env() -> dict[str, str]:
