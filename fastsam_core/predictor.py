@@ -47,7 +47,12 @@ from fastsam_core.model.fuse import FuseFormula, fuse_conv_bn
 from fastsam_core.model.yolov8_seg import YoloV8Seg
 from fastsam_core.ops.anchors import decode_boxes, make_anchors
 from fastsam_core.ops.boxes import full_box_step_official, full_box_step_ultralytics, scale_boxes
-from fastsam_core.ops.letterbox import LetterboxGeometry, check_imgsz, letterbox, letterbox_geometry
+from fastsam_core.ops.letterbox import (
+    LetterboxGeometry,
+    check_imgsz,
+    letterbox_geometry,
+    letterbox_hwc,
+)
 from fastsam_core.ops.nms import Detections, non_max_suppression
 from fastsam_core.prompts.apply import PROMPT_OPTION_NAMES, prepare_prompts, prompt
 from fastsam_core.results import Results
@@ -351,15 +356,18 @@ class Predictor:
     def _letterbox_batch(
         images: Sequence[LoadedImage], geometries: list[LetterboxGeometry]
     ) -> torch.Tensor:
-        """Letterbox each image with its own geometry, placed top-left in one padded batch."""
+        """Letterbox each image with its own geometry, placed top-left in one padded batch.
+
+        Returns:
+            (B, 3, H, W) uint8 RGB, a view of (B, H, W, 3) memory (channels-last, the layout the
+            images are decoded in and the fast path's network layout).
+        """
         height = max(g.input_hw[0] for g in geometries)
         width = max(g.input_hw[1] for g in geometries)
-        batch = torch.full((len(images), 3, height, width), PAD_VALUE, dtype=torch.uint8)
+        batch = torch.full((len(images), height, width, 3), PAD_VALUE, dtype=torch.uint8)
         for i, (image, geometry) in enumerate(zip(images, geometries)):
-            in_h, in_w = geometry.input_hw
-            chw = image.image.permute(2, 0, 1)  # (H0, W0, 3) -> (3, H0, W0)
-            batch[i, :, :in_h, :in_w] = letterbox(chw, geometry, pad_value=PAD_VALUE)
-        return batch
+            letterbox_hwc(image.image, geometry, PAD_VALUE, out=batch[i])  # (H0, W0, 3) -> slot
+        return batch.permute(0, 3, 1, 2)
 
     @staticmethod
     def _own_area_mask(

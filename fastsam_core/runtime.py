@@ -215,10 +215,10 @@ class InferenceRunner:
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         else:
             batch = batch.to(self.device)
-        x = batch.float() / 255.0  # (B, 3, H, W) RGB in [0, 1] (spec §3.4)
+        x = batch.float() / 255.0  # (B, 3, H, W) RGB in [0, 1] (spec §3.4), batch's layout
         if self.options is not None and self.options.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+            return x.contiguous(memory_format=torch.channels_last)  # no copy for an NHWC batch
+        return x.contiguous()  # the plain path runs NCHW
 
     def __call__(self, x: torch.Tensor) -> SegOutput:
         """(B, 3, H, W) float [0, 1] -> SegOutput of the unpadded input, fp32."""

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 _COEF_BITS = 11  # OpenCV INTER_RESIZE_COEF_BITS
 _COEF_SCALE = 1 << _COEF_BITS
+_BAND_BYTES = 1 << 19  # int32 intermediate per band of output rows (fits in L2)
 
 
 @dataclass(frozen=True)
@@ -178,46 +179,129 @@ def _linear_taps(
     return i.clamp(0, src - 1), (i + 1).clamp(0, src - 1), w0, w1
 
 
-def resize_linear(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a uint8 image, bit-exact with ``cv2.resize(INTER_LINEAR)``.
+def resize_linear_hwc(
+    image: torch.Tensor, size_hw: tuple[int, int], channels: tuple[int, ...] | None = None
+) -> torch.Tensor:
+    """Bilinear resize of an (H0, W0, C) uint8 image, bit-exact with ``cv2.resize(INTER_LINEAR)``.
+
+    Channels-last is the layout decoded images already have, and where the column gather is a
+    cheap ``torch.gather`` over contiguous rows (~10x faster than gathering CHW planes).
 
     Args:
-        image: (C, H0, W0) uint8.
+        image: (H0, W0, C) uint8.
+        size_hw: (h, w) output size.
+        channels: source channel of each output channel, e.g. (2, 1, 0) to turn BGR into RGB at no
+            cost; None keeps all channels in order.
+
+    Returns:
+        (h, w, C') uint8, contiguous.
+    """
+    if image.dtype != torch.uint8 or image.ndim != 3:
+        raise TypeError(
+            f"resize_linear_hwc expects an (H0, W0, C) uint8 image, got {tuple(image.shape)} "
+            f"{image.dtype}; convert with image.to(torch.uint8)"
+        )
+    out_h, out_w = size_hw
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"size_hw must be positive, got {size_hw}")
+    h0, w0, num_in = image.shape
+    order = torch.arange(num_in) if channels is None else torch.tensor(channels)
+    if order.ndim != 1 or len(order) == 0 or order.min() < 0 or order.max() >= num_in:
+        raise ValueError(f"channels must index the {num_in} input channels, got {channels}")
+    order = order.to(image.device)
+    num_out = len(order)
+    if (h0, w0) == (out_h, out_w):
+        return image.index_select(2, order)
+    xi0, xi1, a0, a1 = _linear_taps(w0, out_w, clamp_fraction=True, device=image.device)
+    yi0, yi1, b0, b1 = _linear_taps(h0, out_h, clamp_fraction=False, device=image.device)
+    src = image.contiguous().view(h0, w0 * num_in)  # (H0, W0 * C)
+    # flat column index of (output column, output channel) in a (W0 * C) row
+    col0 = (xi0[:, None] * num_in + order).flatten()  # (w * C',)
+    col1 = (xi1[:, None] * num_in + order).flatten()
+    a0 = a0.repeat_interleave(num_out)  # (w * C',)
+    a1 = a1.repeat_interleave(num_out)
+    out = torch.empty((out_h, out_w * num_out), dtype=torch.uint8, device=image.device)
+    # bands of output rows whose int32 intermediates stay in cache (large temporaries page-fault)
+    band = max(1, _BAND_BYTES // (4 * out_w * num_out))
+    for r0 in range(0, out_h, band):
+        r1 = min(r0 + band, out_h)
+        # horizontal pass only on the source rows this band reads
+        used, row_of = torch.unique(torch.cat((yi0[r0:r1], yi1[r0:r1])), return_inverse=True)
+        rows_src = src.index_select(0, used)  # (R, W0 * C)
+        index0, index1 = col0.expand(len(used), -1), col1.expand(len(used), -1)
+        rows = torch.gather(rows_src, 1, index0).to(torch.int32).mul_(a0)  # (R, w * C')
+        rows += torch.gather(rows_src, 1, index1).to(torch.int32).mul_(a1)
+        rows >>= 4  # OpenCV packs the intermediate to int16 with a shift of 4; exact: < 255 * 2^11
+        n = r1 - r0
+        top = rows.index_select(0, row_of[:n])  # (n, w * C') source row y0 of each output row
+        bottom = rows.index_select(0, row_of[n:])  # (n, w * C') source row y0 + 1 (clamped)
+        # vertical pass: high half of the 16x16-bit products, then a rounding shift by 2 (SIMD path)
+        top *= b0[r0:r1, None]
+        top >>= 16
+        bottom *= b1[r0:r1, None]
+        bottom >>= 16
+        top += bottom
+        top += 2
+        top >>= 2
+        out[r0:r1] = top.clamp_(0, 255)
+    return out.view(out_h, out_w, num_out)
+
+
+def resize_linear(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a (C, H0, W0) uint8 image, bit-exact with ``cv2.resize(INTER_LINEAR)``.
+
+    Args:
+        image: (C, H0, W0) uint8 (a permuted (H0, W0, C) tensor is used without a copy).
         size_hw: (h, w) output size.
 
     Returns:
-        (C, h, w) uint8.
+        (C, h, w) uint8, a view of channels-last memory (see ``resize_linear_hwc``).
     """
     if image.dtype != torch.uint8 or image.ndim != 3:
         raise TypeError(
             f"resize_linear expects a (C, H0, W0) uint8 image, got {tuple(image.shape)} {image.dtype}; "
             "convert with image.to(torch.uint8)"
         )
-    out_h, out_w = size_hw
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"size_hw must be positive, got {size_hw}")
-    _, h0, w0 = image.shape
-    if (h0, w0) == (out_h, out_w):
-        return image.clone()
-    xi0, xi1, a0, a1 = _linear_taps(w0, out_w, clamp_fraction=True, device=image.device)
-    yi0, yi1, b0, b1 = _linear_taps(h0, out_h, clamp_fraction=False, device=image.device)
-    # horizontal pass only on the source rows the vertical pass reads
-    used_rows, row_of = torch.unique(torch.cat((yi0, yi1)), return_inverse=True)  # (R,), (2h,)
-    src = image.index_select(1, used_rows)  # (C, R, W0)
-    rows = src.index_select(2, xi0).to(torch.int32) * a0  # (C, R, w); exact: < 255 * 2^11
-    rows += src.index_select(2, xi1).to(torch.int32) * a1
-    rows >>= 4  # OpenCV packs the intermediate to int16 with a shift of 4
-    top = rows.index_select(1, row_of[:out_h])  # (C, h, w) source row y0 of each output row
-    bottom = rows.index_select(1, row_of[out_h:])  # (C, h, w) source row y0 + 1 (clamped)
-    # vertical pass: high half of the 16x16-bit products, then a rounding shift by 2 (OpenCV SIMD path)
-    top *= b0[:, None]
-    top >>= 16
-    bottom *= b1[:, None]
-    bottom >>= 16
-    top += bottom
-    top += 2
-    top >>= 2
-    return top.clamp_(0, 255).to(torch.uint8)
+    return resize_linear_hwc(image.permute(1, 2, 0), size_hw).permute(2, 0, 1)
+
+
+def letterbox_hwc(
+    image: torch.Tensor,
+    geometry: LetterboxGeometry,
+    pad_value: int = 114,
+    channels: tuple[int, ...] | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Resize an (H0, W0, C) uint8 ``image`` to ``geometry.resized_hw`` and pad it to ``input_hw``.
+
+    Args:
+        image: (H0, W0, C) uint8.
+        geometry: from ``letterbox_geometry`` for this image's size.
+        pad_value: constant fill of the padding (114 upstream).
+        channels: output channel order (see ``resize_linear_hwc``), e.g. (2, 1, 0) for BGR input.
+        out: optional (H', W', C') uint8 buffer with H' >= H, W' >= W, already filled with
+            ``pad_value``: the content is written at its ``pad_top``/``pad_left`` offset.
+
+    Returns:
+        (H, W, C') uint8 with the content at rows ``pad_top:pad_top+h``, columns ``pad_left:pad_left+w``
+        (``out`` itself when given).
+    """
+    if image.ndim != 3 or image.dtype != torch.uint8:
+        raise TypeError(
+            f"letterbox expects an (H0, W0, C) uint8 image, got {tuple(image.shape)} {image.dtype}"
+        )
+    if tuple(image.shape[:2]) != tuple(geometry.orig_hw):
+        raise ValueError(
+            f"image is {tuple(image.shape[:2])} (H0, W0) but the geometry was computed for "
+            f"{geometry.orig_hw}; call letterbox_geometry(image.shape[:2], imgsz)"
+        )
+    h, w = geometry.resized_hw
+    content = resize_linear_hwc(image, (h, w), channels)  # (h, w, C')
+    if out is None:
+        out = image.new_full((*geometry.input_hw, content.shape[2]), pad_value)
+    top, left = geometry.pad_top, geometry.pad_left
+    out[top : top + h, left : left + w] = content
+    return out
 
 
 def letterbox(
@@ -231,7 +315,8 @@ def letterbox(
         pad_value: constant fill of the padding (114 upstream).
 
     Returns:
-        (C, H, W) uint8 with the content at rows ``pad_top:pad_top+h``, columns ``pad_left:pad_left+w``.
+        (C, H, W) uint8 with the content at rows ``pad_top:pad_top+h``, columns ``pad_left:pad_left+w``
+        (a view of channels-last memory).
     """
     if image.ndim != 3 or image.dtype != torch.uint8:
         raise TypeError(
@@ -242,12 +327,7 @@ def letterbox(
             f"image is {tuple(image.shape[1:])} (H0, W0) but the geometry was computed for "
             f"{geometry.orig_hw}; call letterbox_geometry(image.shape[1:], imgsz)"
         )
-    h, w = geometry.resized_hw
-    content = resize_linear(image, (h, w))
-    out = image.new_full((image.shape[0], *geometry.input_hw), pad_value)
-    top, left = geometry.pad_top, geometry.pad_left
-    out[:, top : top + h, left : left + w] = content
-    return out
+    return letterbox_hwc(image.permute(1, 2, 0), geometry, pad_value).permute(2, 0, 1)
 
 
 def letterbox_batch(

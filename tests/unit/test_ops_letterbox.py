@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fastsam_core.ops import letterbox as letterbox_module
 from fastsam_core.ops.letterbox import (
     LetterboxGeometry,
     check_imgsz,
@@ -18,6 +19,7 @@ from fastsam_core.ops.letterbox import (
     letterbox_geometry,
     repad_geometry,
     resize_linear,
+    resize_linear_hwc,
 )
 
 IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "images"
@@ -143,6 +145,27 @@ def test_resize_linear_bit_exact_on_photos(name):
     ]:
         expected = _chw(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR))
         assert torch.equal(resize_linear(image, (h, w)), expected), (name, h, w)
+
+
+@pytest.mark.parametrize("band_bytes", [1, 4096, 1 << 19])
+@pytest.mark.parametrize("h0,w0,h,w", [(37, 53, 101, 77), (603, 1072, 288, 512), (5, 9, 5, 9)])
+def test_resize_linear_hwc_channel_order_and_bands(monkeypatch, band_bytes, h0, w0, h, w):
+    """HWC resize with BGR->RGB reordering equals cv2 + flip for every band split (1 row, a few
+    rows, whole image), upscaling (bands share source rows) and downscaling."""
+    cv2 = pytest.importorskip("cv2")
+    monkeypatch.setattr(letterbox_module, "_BAND_BYTES", band_bytes)
+    gen = torch.Generator().manual_seed(h0 + w0)
+    bgr = torch.randint(0, 256, (h0, w0, 3), dtype=torch.uint8, generator=gen)
+    expected = cv2.resize(bgr.numpy(), (w, h), interpolation=cv2.INTER_LINEAR)[..., ::-1].copy()
+    out = resize_linear_hwc(bgr, (h, w), channels=(2, 1, 0))
+    assert out.shape == (h, w, 3) and out.is_contiguous()
+    assert torch.equal(out, torch.from_numpy(expected))
+    assert torch.equal(resize_linear_hwc(bgr, (h, w), channels=(1,)), out[..., 1:2])
+
+
+def test_resize_linear_hwc_rejects_bad_channels():
+    with pytest.raises(ValueError, match=r"channels must index the 3 input channels, got \(0, 3\)"):
+        resize_linear_hwc(torch.zeros(4, 4, 3, dtype=torch.uint8), (2, 2), channels=(0, 3))
 
 
 def test_resize_linear_rejects_float():
