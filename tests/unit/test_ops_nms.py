@@ -8,7 +8,13 @@ import tempfile
 import pytest
 import torch
 
-from fastsam_core.ops.nms import Detections, non_max_suppression
+from fastsam_core.ops import nms as nms_module
+from fastsam_core.ops.nms import (
+    Detections,
+    greedy_nms,
+    greedy_nms_reference,
+    non_max_suppression,
+)
 
 
 def _head_outputs(
@@ -86,6 +92,70 @@ def test_shape_errors():
         non_max_suppression(boxes, scores, coeffs[0])
     with pytest.raises(ValueError, match="iou_threshold must be in"):
         non_max_suppression(boxes, scores, coeffs, iou_threshold=1.5)
+
+
+# ---------------------------------------------------------------- early-exit greedy NMS
+
+
+def _clustered_boxes(n: int, seed: int) -> torch.Tensor:
+    """(n, 4) xyxy boxes around a few objects, with exact duplicates and zero-area boxes."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.rand(max(1, n // 20), 2, generator=gen) * 600
+    owner = torch.randint(0, len(centres), (n,), generator=gen)
+    xy = centres[owner] + torch.randn(n, 2, generator=gen) * 3
+    wh = (torch.rand(n, 2, generator=gen) * 80 + 1) * (torch.rand(n, 1, generator=gen) > 0.02)
+    boxes = torch.cat((xy - wh / 2, xy + wh / 2), 1)
+    if n > 4:
+        boxes[n // 2] = boxes[n // 4]  # a duplicate: IoU exactly 1
+    return boxes
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 255, 256, 257, 1000, 3000])
+@pytest.mark.parametrize("iou", [0.0, 0.1, 0.5, 0.7, 0.9, 1.0])
+@pytest.mark.parametrize("max_keep", [1, 7, 300, 100000])
+def test_greedy_nms_equals_torchvision(n, iou, max_keep):
+    boxes = _clustered_boxes(n, seed=n + int(iou * 10))
+    expected = greedy_nms_reference(boxes, iou, max_keep)
+    got = greedy_nms(boxes, iou, max_keep)
+    assert got.dtype == torch.int64
+    assert torch.equal(got, expected), (n, iou, max_keep)
+
+
+def test_greedy_nms_threshold_ties_follow_torchvision(monkeypatch):
+    """IoUs exactly at a float32 threshold and at thresholds whose float32 rounding lies above
+    (0.1) or below (0.7) the double: the comparison must be torchvision's (float64)."""
+    monkeypatch.setattr(nms_module, "_CHUNK", 3)  # several chunks in a short list
+    # IoU of [0, 0, 10, 10] with [0, 0, 10, w] is w / 10 for w <= 10
+    widths = torch.arange(0, 10.5, 0.5)
+    boxes = torch.stack([torch.tensor([0.0, 0.0, 10.0, 10.0])] * 2)
+    others = torch.stack(
+        [torch.zeros_like(widths), torch.zeros_like(widths), torch.full_like(widths, 10), widths], 1
+    )
+    for t in [0.1, 0.5, 0.7, 0.3, float(torch.tensor(0.1).item())]:
+        for prefix in (boxes[:1], boxes):
+            candidates = torch.cat((prefix, others))
+            assert torch.equal(
+                greedy_nms(candidates, t, 1000), greedy_nms_reference(candidates, t, 1000)
+            ), t
+
+
+def test_non_max_suppression_dense_candidates_equal_full_torchvision():
+    """14 k candidates (a 1024 input at conf ~0): the early exit keeps torchvision's first 300."""
+    boxes, scores, coeffs = _head_outputs(1, 14784, 1, seed=3, num_objects=400)
+    (det,) = non_max_suppression(boxes, scores, coeffs, 0.001, 0.9, max_det=300)
+    keep = scores[0, 0] > 0.001
+    index = torch.nonzero(keep).flatten()
+    index = index[torch.sort(scores[0, 0, index], descending=True, stable=True).indices]
+    xyxy = torch.cat((boxes[0, :2] - boxes[0, 2:] / 2, boxes[0, :2] + boxes[0, 2:] / 2)).T[index]
+    full = torchvision_nms(xyxy, scores[0, 0, index], 0.9)[:300]
+    assert len(det) == 300
+    assert torch.equal(det.anchor_indices, index[full])
+
+
+def torchvision_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
+    import torchvision  # type: ignore[import-untyped]
+
+    return torchvision.ops.nms(boxes, scores, iou)
 
 
 # ---------------------------------------------------------------- oracles
