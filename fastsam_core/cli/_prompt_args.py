@@ -29,6 +29,13 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
         help="box pixel rounding rule (default: follows --postprocess)",
     )
     group.add_argument(
+        "--box-no-match",
+        choices=("empty", "reference"),
+        default="empty",
+        help="row of a box overlapping no mask: an empty mask with score 0 (default) or, as the "
+        "references do, the first mask (argmax over all-zero IoUs)",
+    )
+    group.add_argument(
         "--point",
         action="append",
         metavar="X,Y[,LABEL]",
@@ -94,6 +101,7 @@ def prompt_kwargs(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict
     options: dict[str, Any] = {
         "box_format": args.box_format,
         "box_rule": args.box_rule or args.postprocess,
+        "box_no_match": args.box_no_match,
         "point_mode": args.point_mode,
         "clip": args.clip_to_image,
         "text_rule": args.text_rule,

@@ -5,13 +5,19 @@ selects masks with the rules of `box.py`, `point.py` and `text.py` and returns `
 
 Output layouts (`output=`):
 
-* "per_prompt" (default): rows in prompt order: one row per box (the box's best mask; boxes
-  overlapping no mask give no row), then the point rows (one union mask, or the selected
-  instances in result order), then per text its mask(s), best first. Duplicates are kept.
+* "per_prompt" (default): rows in prompt order: exactly one row per box, in the given order
+  (the box's best mask), then the point rows (one union mask, or the selected instances in
+  result order), then per text its mask(s), best first. Duplicates are kept.
 * "subset": ultralytics 8.4.190's layout: the OR of all selections as a subset of the
   everything-mode rows in their original order, each mask once. For parity this includes a
   box's argmax mask even when its IoU is 0, as ultralytics does. Not available with the
   "union" point mode (the union is a new mask, not a row).
+
+A box that overlaps no mask (or any box when everything mode found no mask) still gets its
+row. With `box_no_match="empty"` (default) that row is an empty mask (all False) with box
+(0, 0, 0, 0), score and IoU 0, class 0 and source id -1. With `box_no_match="reference"` it is
+what both references return, the argmax over all-zero IoUs (the first mask), with IoU 0; with
+no masks at all there is nothing to pick and the row is empty as well.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any, Literal
 import torch
 
 from fastsam_core.compact_masks import CompactMasks
-from fastsam_core.prompts.box import BoxRule, select_boxes
+from fastsam_core.prompts.box import BoxMatch, BoxRule, select_boxes
 from fastsam_core.prompts.clip_scorer import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -43,6 +49,7 @@ from fastsam_core.prompts.text import (
 from fastsam_core.results import Results
 
 PromptOutput = Literal["per_prompt", "subset"]
+BoxNoMatch = Literal["empty", "reference"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class PromptOptions:
     Attributes:
         box_format: "xyxy" or "xywh" (top-left corner, width, height) input boxes.
         box_rule: "official" (FastSAM repo) or "ultralytics" pixel rounding (see `box.py`).
+        box_no_match: the row of a box overlapping no mask: "empty" (an empty mask, IoU 0) or
+            "reference" (the references' argmax pick, mask 0, IoU 0); see the module docstring.
         point_mode: "instances" (each mask under a positive point) or "union" (official: one mask).
         clip: clip boxes/points outside the image instead of rejecting them.
         text_rule: "top1", "topk", "threshold" or "official" (see `text.py`).
@@ -65,6 +74,7 @@ class PromptOptions:
 
     box_format: BoxFormat = "xyxy"
     box_rule: BoxRule = "official"
+    box_no_match: BoxNoMatch = "empty"
     point_mode: PointMode = "instances"
     clip: bool = False
     text_rule: TextRule = "top1"
@@ -80,6 +90,7 @@ class PromptOptions:
         choices: dict[str, tuple[Any, ...]] = {
             "box_format": ("xyxy", "xywh"),
             "box_rule": ("official", "ultralytics"),
+            "box_no_match": ("empty", "reference"),
             "point_mode": ("instances", "union"),
             "text_rule": ("top1", "topk", "threshold", "official"),
             "output": ("per_prompt", "subset"),
@@ -151,19 +162,18 @@ def prompt(
     box_rows = None if boxes is None else parse_boxes(boxes, hw, opts.box_format, opts.clip)
     point_rows = None if points is None else parse_points(points, labels, hw, opts.clip)
     text_list = None if texts is None else parse_texts(texts)
-    if len(results) == 0:
-        return PromptResults.wrap(results)
+    if len(results) == 0:  # nothing to select; each box still gets its (empty) row
+        if box_rows is None or opts.output == "subset":
+            return PromptResults.wrap(results)
+        return _empty_box_rows(results, torch.arange(box_rows.shape[0]))
 
     pieces: list[PromptResults] = []  # per_prompt rows, in prompt order
     subset = torch.zeros(len(results), dtype=torch.bool)  # "subset" output: OR of selections
     if box_rows is not None:
         masks = results.masks if opts.box_rule == "official" else results.masks_original("bilinear")
         match = select_boxes(masks, box_rows, hw, opts.box_rule)
-        subset[match.best] = True  # ultralytics marks the argmax even at IoU 0
-        hit = match.indices >= 0
-        pieces.append(
-            _rows(results, "box", match.indices[hit], match.iou[hit], hit.nonzero().flatten())
-        )
+        subset[match.best[match.best >= 0]] = True  # ultralytics marks the argmax even at IoU 0
+        pieces.append(_box_rows(results, match, opts.box_no_match))
     if point_rows is not None:
         coords, point_labels = point_rows
         if opts.point_mode == "union":
@@ -211,6 +221,47 @@ def _rows(
     """Rows `src` of the everything result, tagged with their prompt."""
     rows = PromptResults.wrap(results)[src]
     return PromptResults.wrap(rows, scores.float(), ids.long(), src.long(), (kind,) * len(src))
+
+
+def _box_rows(results: Results, match: BoxMatch, no_match: BoxNoMatch) -> PromptResults:
+    """Exactly one row per box, in box order; boxes without a mask to show get an empty row."""
+    # "reference": both references' pick, the argmax even at IoU 0 (iou is 0 there already).
+    src = match.best if no_match == "reference" else match.indices  # (M,), -1 = no mask
+    box_ids = torch.arange(src.shape[0])
+    hit = src >= 0
+    found = _rows(results, "box", src[hit], match.iou[hit], box_ids[hit])
+    if bool(hit.all()):
+        return found
+    empty = _empty_box_rows(results, box_ids[~hit])
+    order = torch.cat([box_ids[hit], box_ids[~hit]]).argsort()  # back to box order
+    return _concat(results, [found, empty])[order]
+
+
+def _empty_box_rows(results: Results, box_ids: torch.Tensor) -> PromptResults:
+    """Rows for boxes that matched no mask: empty masks, box (0, 0, 0, 0), score 0, source -1."""
+    num = box_ids.shape[0]
+    device = results.masks.device
+    masks = CompactMasks(
+        torch.zeros((num, 4), dtype=torch.int64, device=device),  # empty regions store nothing
+        torch.zeros(0, dtype=torch.bool, device=device),
+        torch.zeros(num + 1, dtype=torch.int64, device=device),
+        results.masks.image_hw,
+    )
+    return PromptResults(
+        masks=masks,
+        boxes=torch.zeros((num, 4), device=results.boxes.device),
+        scores=torch.zeros(num, device=results.scores.device),
+        class_ids=torch.zeros(num, dtype=torch.int64, device=results.class_ids.device),
+        orig_hw=results.orig_hw,
+        names=results.names,
+        path=results.path,
+        orig_image=results.orig_image,
+        mask_window=results.mask_window,
+        prompt_scores=torch.zeros(num),
+        prompt_ids=box_ids.long(),
+        source_ids=torch.full((num,), -1, dtype=torch.int64),
+        prompt_kinds=("box",) * num,
+    )
 
 
 def _concat(results: Results, pieces: list[PromptResults]) -> PromptResults:

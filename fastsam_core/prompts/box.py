@@ -37,7 +37,7 @@ class BoxMatch:
         indices: (M,) int64 mask index per box, -1 when the box overlaps no mask (IoU 0 for all).
         iou: (M,) float32 IoU of that mask with the box (0 where indices is -1).
         best: (M,) int64 argmax mask per box even at IoU 0 (what both references return);
-            0 when there are no masks.
+            -1 when there are no masks (nothing to pick).
     """
 
     indices: torch.Tensor
@@ -118,7 +118,7 @@ def select_boxes(
     num_boxes = pixels.shape[0]
     if len(masks) == 0:
         empty = torch.full((num_boxes,), -1, dtype=torch.int64)
-        return BoxMatch(empty, torch.zeros(num_boxes), torch.zeros(num_boxes, dtype=torch.int64))
+        return BoxMatch(empty, torch.zeros(num_boxes), empty.clone())
     raw = box_mask_iou(masks, pixels).cpu()  # (N, M)
     best = raw.argmax(dim=0)  # (M,) the references' pick: first maximum, NaN counts as maximum
     iou = torch.nan_to_num(raw, nan=0.0)

@@ -15,12 +15,14 @@ class PromptResults(Results):
     """`Results` whose rows answer prompts (a `Results` subclass: every export works).
 
     Attributes (besides those of `Results`):
-        prompt_scores: (N,) float32 match score: IoU for a box, CLIP similarity (softmax
-            probability for the "official" text rule) for a text, the mask confidence for points.
+        prompt_scores: (N,) float32 match score: IoU for a box (0 for a box overlapping no
+            mask), CLIP similarity (softmax probability for the "official" text rule) for a
+            text, the mask confidence for points.
         prompt_ids: (N,) int64 index of the box / text that picked the row; -1 for point prompts
             and for "subset" output (ultralytics style, rows not tied to one prompt).
         source_ids: (N,) int64 row of the everything-mode Results the mask came from; -1 for a
-            mask built by the prompt (the "union" of point prompts).
+            mask built by the prompt (the "union" of point prompts) and for the empty row of a
+            box that overlaps no mask (`box_no_match="empty"`).
         prompt_kinds: N of "box", "point", "text" or "subset".
     """
 

@@ -121,6 +121,30 @@ def test_cli_xywh_and_union(weights: Path, everything: object, tmp_path: Path) -
     assert doc["annotations"][0]["bbox_xyxy"] == pytest.approx(result.boxes[0].tolist(), abs=1e-3)
 
 
+@pytest.mark.parametrize("mode", ["empty", "reference"])
+def test_cli_box_overlapping_no_mask_keeps_its_row(
+    weights: Path, everything: object, tmp_path: Path, mode: str
+) -> None:
+    """A zero-area box overlaps no mask: still one row per box, in order, as the API gives."""
+    predictor, result = everything
+    real = result.boxes[0].tolist()
+    boxes = [[5.0, 5.0, 5.0, 5.0], real, [5.0, 5.0, 5.0, 5.0]]
+    flags = [arg for box in boxes for arg in ("--box", ",".join(str(v) for v in box))]
+    proc = _segment(weights, tmp_path, *flags, "--box-no-match", mode)
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads((tmp_path / "dogs.json").read_text())["annotations"]
+    expected = predictor(PHOTO, boxes=boxes, box_no_match=mode)[0]
+    assert len(records) == len(expected) == 3
+    assert [r["area"] for r in records] == expected.masks_original().areas().tolist()
+    for record, want in zip(records, expected.boxes.tolist()):
+        assert record["bbox_xyxy"] == pytest.approx(want, abs=1e-3)
+    if mode == "empty":
+        assert records[0]["area"] == 0 and records[0]["bbox_xyxy"] == [0, 0, 0, 0]
+        assert records[0]["score"] == 0 and records[2] == dict(records[0], id=2)
+    else:  # the references' argmax pick: a real mask
+        assert expected.source_ids[0] >= 0 and records[0]["score"] > 0
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

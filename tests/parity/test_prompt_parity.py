@@ -145,15 +145,28 @@ def _random_boxes(
 
 
 def _check_boxes(oracle: object, ul: object, ours: Results, boxes: torch.Tensor, key: str) -> None:
+    picks = []  # the oracle's one mask per box, for every box (IoU 0 ones included)
     for box in boxes:
         expected = _oracle_rows(oracle, ul, bboxes=box.tolist())
         got = prompt(ours, boxes=box, box_rule="ultralytics", output="subset", clip=True)
         _count(key, got.source_ids.tolist() == expected)
         assert got.source_ids.tolist() == expected, f"box {box.tolist()}"
+        assert len(expected) == 1
+        picks += expected
     # several boxes at once: the OR, in original order, each row once
     expected = _oracle_rows(oracle, ul, bboxes=boxes.tolist())
     got = prompt(ours, boxes=boxes, box_rule="ultralytics", output="subset", clip=True)
     assert got.source_ids.tolist() == expected
+    # our per-box layout with the references' no-match pick: one row per box, the oracle's mask
+    per_box = prompt(ours, boxes=boxes, box_rule="ultralytics", box_no_match="reference", clip=True)
+    assert per_box.source_ids.tolist() == picks
+    assert per_box.prompt_ids.tolist() == list(range(len(boxes)))
+    # default layout: the same rows where the box overlaps its mask, an empty row where not
+    default = prompt(ours, boxes=boxes, box_rule="ultralytics", clip=True)
+    overlaps = per_box.prompt_scores > 0
+    assert default.source_ids[overlaps].tolist() == per_box.source_ids[overlaps].tolist()
+    assert (default.source_ids[~overlaps] == -1).all()
+    assert (default.masks.areas()[~overlaps] == 0).all()
 
 
 def _check_points(
@@ -212,6 +225,37 @@ def test_ultralytics_box_ties_and_duplicates(oracle: object) -> None:
     assert got.source_ids.tolist() == expected == [0, 2, 3]
     per_box = prompt(ours, boxes=boxes, box_rule="ultralytics")  # our default layout
     assert per_box.source_ids.tolist() == [0, 2, 0, 3]
+
+
+def test_ultralytics_box_overlapping_no_mask(oracle: object) -> None:
+    """A box far from every mask: the oracle returns mask 0 (argmax over all-zero IoUs); so does
+    box_no_match="reference", while the default gives an empty row in the box's place."""
+    dense = torch.zeros((3, 40, 50), dtype=torch.bool)
+    dense[0, 20:35, 20:45] = True
+    dense[1, 0:10, 0:10] = True
+    dense[2, 2:8, 2:8] = True
+    rgb = torch.zeros((40, 50, 3), dtype=torch.uint8)
+    ul = _ul_results(dense, tight_boxes(dense), rgb)
+    ours = _ours(ul, rgb)
+    far, near = [45, 0, 50, 12], [0, 0, 9, 9]
+    assert _oracle_rows(oracle, ul, bboxes=far) == [0]
+    boxes = [far, near, far]
+    picks = [_oracle_rows(oracle, ul, bboxes=b)[0] for b in boxes]
+    reference = prompt(ours, boxes=boxes, box_rule="ultralytics", box_no_match="reference")
+    assert reference.source_ids.tolist() == picks == [0, 1, 0]
+    assert reference.prompt_scores[[0, 2]].tolist() == [0.0, 0.0]
+    default = prompt(ours, boxes=boxes, box_rule="ultralytics")
+    assert default.source_ids.tolist() == [-1, 1, -1]
+    subset = prompt(ours, boxes=boxes, box_rule="ultralytics", output="subset")
+    assert subset.source_ids.tolist() == _oracle_rows(oracle, ul, bboxes=boxes) == [0, 1]
+    # no masks at all: the oracle passes the empty result through; we give empty rows per box
+    empty_ul = _ul_results(dense[:0], torch.zeros((0, 4)), rgb)
+    (theirs,) = oracle.prompt([empty_ul], bboxes=boxes)
+    assert len(theirs) == 0
+    assert len(prompt(ours[[]], boxes=boxes, box_rule="ultralytics", output="subset")) == 0
+    for no_match in ("empty", "reference"):
+        rows = prompt(ours[[]], boxes=boxes, box_rule="ultralytics", box_no_match=no_match)
+        assert rows.source_ids.tolist() == [-1, -1, -1]
 
 
 # ---------------------------------------------------------------------------- real photos
@@ -331,6 +375,12 @@ def test_official_prompt_rules_photos(everything: Callable, name: str, retina: b
         _count(f"photos {key} boxes (official)", mine == theirs)
     assert match.best.tolist() == per_box
     assert sorted(dedup) == sorted(set(match.best.tolist()))
+    rows = prompt(ours, boxes=boxes, box_no_match="reference")  # one row per box, ALL boxes
+    assert rows.source_ids.tolist() == per_box
+    default = prompt(ours, boxes=boxes)
+    hit = match.indices >= 0
+    assert default.source_ids.tolist() == match.indices.tolist()
+    assert default.source_ids[hit].tolist() == rows.source_ids[hit].tolist()
     for trial in range(10):
         num = 1 + trial % 4
         pts = (torch.rand(num, 2, generator=gen) * torch.tensor([width, height])).long()  # CLI ints

@@ -1,12 +1,18 @@
-"""Box prompts: both pixel rules against dense reference computations, order, ties, no match."""
+"""Box prompts: both pixel rules against dense reference computations, order, ties, no match
+(one row per box, always: an empty row or, with box_no_match="reference", the references' pick)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fastsam_core.compact_masks import CompactMasks
-from fastsam_core.prompts import prompt, select_boxes
+from fastsam_core.prompts import parse_boxes, prompt, select_boxes
 from fastsam_core.prompts.box import box_pixels_official, box_pixels_ultralytics
 from fastsam_core.results import Results
 from tests.support.official_prompts import official_box_prompt
@@ -53,6 +59,14 @@ def test_official_rule_matches_reference_same_frame(seed: int) -> None:
         ]
     )
     assert torch.equal(~hit, inter.amax(1) == 0)
+    # Through prompt(): one row per box, in order; "reference" is the official pick for ALL boxes.
+    reference = prompt(res, boxes=boxes, box_no_match="reference")
+    assert reference.source_ids.tolist() == expected
+    assert reference.prompt_ids.tolist() == list(range(len(boxes)))
+    ours = prompt(res, boxes=boxes)
+    assert ours.source_ids.tolist() == match.indices.tolist()
+    assert ours.prompt_ids.tolist() == list(range(len(boxes)))
+    assert (ours.masks.areas()[~hit] == 0).all() and (ours.prompt_scores[~hit] == 0).all()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -79,6 +93,8 @@ def test_ultralytics_rule_matches_dense_reference(seed: int) -> None:
     boxes = torch.minimum(boxes, torch.tensor([80.0, 60, 80, 60], dtype=torch.float64))
     match = select_boxes(res.masks, boxes, res.orig_hw, "ultralytics")
     assert match.best.tolist() == _ultralytics_dense(dense, boxes)
+    reference = prompt(res, boxes=boxes, box_rule="ultralytics", box_no_match="reference")
+    assert reference.source_ids.tolist() == _ultralytics_dense(dense, boxes)  # every box
 
 
 def test_pixel_rules_differ_as_specified() -> None:
@@ -114,23 +130,138 @@ def test_iou_values_and_order_with_duplicates() -> None:
     assert torch.equal(out.scores, res.scores[out.source_ids])  # detection scores kept
 
 
-def test_box_matching_nothing_gives_no_row() -> None:
-    dense = torch.zeros((2, 40, 40), dtype=torch.bool)
+def _two_squares(frame_hw: tuple[int, int] = (40, 40), **kwargs: object) -> Results:
+    dense = torch.zeros((2, *frame_hw), dtype=torch.bool)
     dense[0, :10, :10] = True
     dense[1, 5:15, 5:15] = True
-    res = Results(
+    return Results(
         CompactMasks.from_dense(dense),
         tight_boxes(dense),
         torch.tensor([0.9, 0.8]),
         torch.zeros(2, dtype=torch.int64),
-        (40, 40),
+        kwargs.pop("orig_hw", frame_hw),  # type: ignore[arg-type]
+        orig_image=torch.full((40, 40, 3), 7, dtype=torch.uint8),
+        **kwargs,  # type: ignore[arg-type]
     )
-    out = prompt(res, boxes=[[30, 30, 39, 39], [6, 6, 14, 14]])
-    assert out.source_ids.tolist() == [1] and out.prompt_ids.tolist() == [1]
-    assert len(prompt(res, boxes=[[30, 30, 39, 39]])) == 0
-    # ultralytics' subset layout keeps its argmax-at-IoU-0 behaviour (mask 0) for parity
-    subset = prompt(res, boxes=[[30, 30, 39, 39]], box_rule="ultralytics", output="subset")
-    assert subset.source_ids.tolist() == [0]
+
+
+FAR, NEAR = [30, 30, 39, 39], [6, 6, 14, 14]  # FAR overlaps no mask; NEAR is best on mask 1
+
+
+def test_box_matching_nothing_gives_an_empty_row_in_order() -> None:
+    res = _two_squares()
+    out = prompt(res, boxes=[FAR, NEAR, FAR, NEAR, [0, 0, 10, 10]])
+    assert len(out) == 5  # exactly one row per box, in the given order, duplicates kept
+    assert out.prompt_ids.tolist() == [0, 1, 2, 3, 4]
+    assert out.source_ids.tolist() == [-1, 1, -1, 1, 0]
+    assert out.prompt_kinds == ("box",) * 5
+    assert out.masks.areas().tolist() == [0, 100, 0, 100, 100]
+    assert not out.masks.to_dense()[[0, 2]].any()  # empty rows are all False
+    assert out.boxes[[0, 2]].eq(0).all() and out.scores[[0, 2]].eq(0).all()
+    assert out.prompt_scores[[0, 2]].eq(0).all() and out.prompt_scores[1] == pytest.approx(0.64)
+    assert out.class_ids.tolist() == [0] * 5
+    assert torch.equal(out.masks.dense(1), res.masks.dense(1))
+    assert out.boxes[1].tolist() == res.boxes[1].tolist() and out.scores[1] == res.scores[1]
+    alone = prompt(res, boxes=[FAR])
+    assert len(alone) == 1 and alone.source_ids.tolist() == [-1]
+
+
+def test_box_no_match_reference_is_the_references_argmax() -> None:
+    res = _two_squares()
+    boxes = [FAR, NEAR, FAR]
+    out = prompt(res, boxes=boxes, box_no_match="reference")
+    match = select_boxes(res.masks, parse_boxes(boxes, res.orig_hw), res.orig_hw)
+    assert out.source_ids.tolist() == match.best.tolist() == [0, 1, 0]  # argmax of zeros: mask 0
+    assert out.prompt_scores.tolist() == pytest.approx([0.0, 0.64, 0.0])  # IoU 0 for the pick
+    assert torch.equal(out.masks.dense(0), res.masks.dense(0))
+    for rule in ("official", "ultralytics"):  # the dense spec §4.1 / §4.2 computations agree
+        got = prompt(res, boxes=boxes, box_rule=rule, box_no_match="reference")
+        assert got.source_ids.tolist() == [0, 1, 0]
+    expected, _ = official_box_prompt(res.masks.to_dense().float(), boxes, res.orig_hw)
+    assert expected == [0, 1, 0]
+    assert _ultralytics_dense(res.masks.to_dense(), torch.tensor(boxes).double()) == [0, 1, 0]
+    # ultralytics' subset layout keeps its argmax-at-IoU-0 behaviour (mask 0) in both modes
+    for no_match in ("empty", "reference"):
+        subset = prompt(
+            res, boxes=[FAR], box_rule="ultralytics", output="subset", box_no_match=no_match
+        )
+        assert subset.source_ids.tolist() == [0]
+
+
+@pytest.mark.parametrize("no_match", ["empty", "reference"])
+def test_zero_masks_give_one_empty_row_per_box(no_match: str) -> None:
+    res = _two_squares()[[]]  # everything mode found nothing
+    boxes = [NEAR, FAR, [0, 0, 40, 40]]
+    out = prompt(res, boxes=boxes, box_no_match=no_match)
+    assert len(out) == 3 and out.prompt_ids.tolist() == [0, 1, 2]
+    assert out.source_ids.tolist() == [-1, -1, -1]  # nothing to pick, even for "reference"
+    assert out.masks.areas().tolist() == [0, 0, 0] and out.prompt_scores.tolist() == [0, 0, 0]
+    assert out.masks.image_hw == res.masks.image_hw
+    assert len(prompt(res, boxes=boxes, output="subset", box_no_match=no_match)) == 0
+    assert len(prompt(res, points=[[5, 5]])) == 0  # points still select nothing
+    match = select_boxes(res.masks, parse_boxes(boxes, res.orig_hw), res.orig_hw)
+    assert match.best.tolist() == [-1, -1, -1] and match.indices.tolist() == [-1, -1, -1]
+
+
+def test_box_entirely_outside_clipped_gives_an_empty_row() -> None:
+    res = _two_squares()
+    out = prompt(res, boxes=[[50, 50, 70, 70], [-20, -20, -5, -5], NEAR], clip=True)
+    assert out.source_ids.tolist() == [-1, -1, 1]  # zero-area boxes on the border: no wrap
+    ref = prompt(res, boxes=[[50, 50, 70, 70], NEAR], clip=True, box_no_match="reference")
+    assert ref.source_ids.tolist() == [0, 1]
+
+
+def test_box_rows_then_point_rows_with_a_miss() -> None:
+    res = _two_squares()
+    out = prompt(res, boxes=[FAR, NEAR], points=[[2, 2]])
+    assert out.prompt_kinds == ("box", "box", "point")
+    assert out.source_ids.tolist() == [-1, 1, 0] and out.prompt_ids.tolist() == [0, 1, -1]
+
+
+@pytest.mark.parametrize("window", [False, True], ids=["retina", "letterbox"])
+def test_every_export_copes_with_empty_rows(tmp_path: Path, window: bool) -> None:
+    """Empty rows through RLE, polygons, JSON, overlay, npz, dense and original-frame views."""
+    from fastsam_core.export.rle import decode
+
+    # letterbox: masks in a (48, 40) frame with the 40x40 image at rows 4..44
+    res = _two_squares((48, 40), orig_hw=(40, 40), mask_window=(4, 0, 40, 40)) if window else None
+    res = res or _two_squares()
+    out = prompt(res, boxes=[FAR, NEAR, FAR], clip=True)
+    assert out.source_ids.tolist() == [-1, 1, -1]
+    assert out.masks.to_dense().shape == (3, *res.masks.image_hw)
+    for mode in ("nearest", "bilinear"):
+        original = out.masks_original(mode)
+        assert original.image_hw == (40, 40) and original.areas()[[0, 2]].tolist() == [0, 0]
+    rles = out.to_rle()
+    assert len(rles) == 3 and not decode(rles[0]).any() and decode(rles[1]).any()
+    assert decode(rles[0]).shape == (40, 40)
+    polygons = out.to_polygons()
+    assert polygons[0] == [] and polygons[2] == [] and len(polygons[1]) >= 1
+    doc = out.to_json()
+    first = doc["annotations"][0]
+    assert len(doc["annotations"]) == 3
+    assert first["area"] == 0 and first["bbox"] == [0, 0, 0, 0] and first["score"] == 0
+    assert json.loads(json.dumps(doc)) == doc
+    out.save_overlay(tmp_path / "o.png")
+    empty_only = out[[0]]
+    empty_only.save_overlay(tmp_path / "e.png")  # nothing drawn over the image
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "e.png").convert("RGB")), np.full((40, 40, 3), 7)
+    )
+    out.save_npz(tmp_path / "o.npz")
+    loaded = Results.load_npz(tmp_path / "o.npz")
+    assert loaded.masks.areas().tolist() == out.masks.areas().tolist()
+    assert torch.equal(loaded.masks.to_dense(), out.masks.to_dense())
+    assert out.sort("area").source_ids.tolist() == [1, -1, -1]
+    assert out[[2, 1]].prompt_ids.tolist() == [2, 1]
+
+
+def test_box_no_match_option_is_validated() -> None:
+    res = _two_squares()
+    with pytest.raises(ValueError, match=r"box_no_match must be one of \('empty', 'reference'\)"):
+        prompt(res, boxes=[NEAR], box_no_match="argmax")
+    with pytest.raises(ValueError, match="box_no_match must be one of"):
+        prompt(res[[]], boxes=[NEAR], box_no_match=None)
 
 
 def test_box_prompt_does_not_densify(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,3 +279,15 @@ def test_ultralytics_rule_needs_original_frame() -> None:
         select_boxes(masks, torch.tensor([[0.0, 0, 5, 5]]), (60, 80), "ultralytics")
     with pytest.raises(ValueError, match="box rule must be"):
         select_boxes(masks, torch.tensor([[0.0, 0, 5, 5]]), (60, 80), "nearest")  # type: ignore[arg-type]
+
+
+@pytest.mark.gpu
+def test_empty_box_rows_on_cuda() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    res = _two_squares().to("cuda")
+    out = prompt(res, boxes=[FAR, NEAR, FAR])
+    assert out.source_ids.tolist() == [-1, 1, -1] and out.masks.device.type == "cuda"
+    assert out.masks.areas().tolist() == [0, 100, 0]
+    assert prompt(res[[]], boxes=[FAR, NEAR]).source_ids.tolist() == [-1, -1]
+    assert len(out.to_json()["annotations"]) == 3

@@ -116,7 +116,7 @@ def test_prompt_validates_before_work_even_when_empty() -> None:
     with pytest.raises(ValueError, match="output='subset'.*point_mode='union'"):
         prompt(res, points=[1, 2], point_mode="union", output="subset")
     assert prompt(res) is res  # no prompt: the everything result itself
-    assert len(prompt(empty, boxes=[1, 2, 3, 4])) == 0
+    assert len(prompt(empty, boxes=[1, 2, 3, 4])) == 1  # one (empty) row per box, even with none
 
 
 def test_text_rule_options_checked_up_front() -> None:
