@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 
@@ -85,14 +86,17 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _numbers(text: str, flag: str, counts: tuple[int, ...], form: str) -> list[float]:
+def _numbers(text: str, flag: str, counts: tuple[int, ...], form: str, example: str) -> list[float]:
+    """Comma-separated finite numbers (checked here, before any model loads)."""
     parts = [p.strip() for p in text.split(",")]
     try:
         values = [float(p) for p in parts]
     except ValueError:
         values = []
     if len(values) not in counts or len(values) != len(parts):
-        raise ValueError(f"{flag} takes {form}, got {text!r}; e.g. {flag} 10,20,110,220")
+        raise ValueError(f"{flag} takes {form}, got {text!r}; e.g. {flag} {example}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{flag} takes finite numbers, got {text!r}; e.g. {flag} {example}")
     return values
 
 
@@ -113,13 +117,22 @@ def prompt_kwargs(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict
     }
     prompts: dict[str, Any] = {}
     if args.box:
+        form = "x,y,width,height" if args.box_format == "xywh" else "x1,y1,x2,y2"
         prompts["boxes"] = [
-            _numbers(b, "--box", (4,), "four numbers x1,y1,x2,y2") for b in args.box
+            _numbers(b, "--box", (4,), f"four numbers {form}", "10,20,110,220") for b in args.box
         ]
     if args.point:
-        rows = [_numbers(p, "--point", (2, 3), "x,y or x,y,label") for p in args.point]
+        rows = [_numbers(p, "--point", (2, 3), "x,y or x,y,label", "40,60,1") for p in args.point]
+        for text, row in zip(args.point, rows):
+            if len(row) == 3 and row[2] not in (0, 1):
+                raise ValueError(
+                    f"--point labels must be 0 (background) or 1 (foreground), got {text!r}; "
+                    "e.g. --point 40,60,0"
+                )
         prompts["points"] = [r[:2] for r in rows]
-        prompts["labels"] = [r[2] if len(r) == 3 else 1 for r in rows]
+        prompts["labels"] = [int(r[2]) if len(r) == 3 else 1 for r in rows]
     if args.text:
-        prompts["texts"] = list(args.text)
+        from fastsam_core.prompts.inputs import parse_texts  # lazy: keeps `fastsam --help` fast
+
+        prompts["texts"] = parse_texts(list(args.text))  # empty or blank texts fail here
     return (prompts or None), options

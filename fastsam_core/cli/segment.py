@@ -3,8 +3,10 @@
 One output set per image in `--out`, named after the image's stem:
 `<stem>.png` (overlay), `<stem>.json` (COCO-style records with RLE), `<stem>.rle.json` (RLE only),
 `<stem>.npz` (boxes, scores, packed compact masks). Existing outputs are never replaced without
-`--force`. A file that cannot be read or segmented is reported and skipped; the exit code is 1 if
-any image failed, 0 otherwise.
+`--force`, and an input image is never replaced, even with `--force` (e.g. `x.png` segmented into
+its own folder). Stems are made unique (`x`, `x_2`, ...; case-insensitively, for macOS and
+Windows). A file that cannot be read or segmented, a directory without images or a glob matching
+nothing is reported and skipped; the exit code is 1 if any failed, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -96,15 +98,42 @@ def _parse_formats(text: str) -> list[str]:
 
 
 def _unique_stems(items: list[Any]) -> list[str]:
-    """Output stems per item: the file stem, with _2, _3... when two inputs share one."""
+    """Output stems per item: the file stem, with _2, _3... when it is already taken.
+
+    Taken is case-insensitive (`A.jpg` and `a.png` would share files on macOS and Windows) and
+    counts generated names too (`a.jpg`, `a.png`, `a_2.jpg` -> a, a_2, a_2_2).
+    """
     stems: list[str] = []
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     for i, item in enumerate(items):
-        stem = Path(item).stem if isinstance(item, (str, Path)) else f"image{i}"
-        count = seen.get(stem, 0) + 1
-        seen[stem] = count
-        stems.append(stem if count == 1 else f"{stem}_{count}")
+        base = Path(item).stem if isinstance(item, (str, Path)) else f"image{i}"
+        stem, count = base, 1
+        while stem.casefold() in taken:
+            count += 1
+            stem = f"{base}_{count}"
+        taken.add(stem.casefold())
+        stems.append(stem)
     return stems
+
+
+def _check_outputs(items: list[Any], outputs: list[Path], force: bool) -> None:
+    """Refuse to replace an input image (even with --force) or an existing file (without it)."""
+    inputs = {Path(item).resolve() for item in items if isinstance(item, (str, Path))}
+    clobbered = [p for p in outputs if p.resolve() in inputs]
+    if clobbered:
+        raise FileExistsError(
+            f"output {clobbered[0]} would replace the input image {clobbered[0].resolve()}; "
+            "choose another --out (inputs are never overwritten, even with --force)"
+        )
+    if force:
+        return
+    existing = [p for p in outputs if p.exists() or p.is_symlink()]
+    if existing:
+        listed = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        raise FileExistsError(
+            f"{len(existing)} output file(s) already exist ({listed}); pass --force to "
+            "replace them or choose another --out"
+        )
 
 
 def _write_atomic(target: Path, write: Callable[[Path], Any]) -> None:
@@ -142,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm  # type: ignore[import-untyped]
 
-    from fastsam_core.io.images import expand_sources, load_image
+    from fastsam_core.io.images import IMAGE_EXTENSIONS, expand_sources, load_image
     from fastsam_core.predictor import Predictor
     from fastsam_core.prompts import make_prompt_options, prompt
     from fastsam_core.prompts.apply import prepare_prompts
@@ -151,26 +180,30 @@ def run(args: argparse.Namespace) -> int:
     prompts, prompt_options = prompt_kwargs(args)
     make_prompt_options(**prompt_options)  # bad flags fail before the model loads
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"--out {out_dir} is a file; pass a directory (created if missing)")
     items: list[Any] = []
     failures = 0
     for source in args.sources:  # a missing file or an empty glob is one failure, not the end
         try:
-            items.extend(expand_sources(source))
+            found = expand_sources(source)
         except (FileNotFoundError, ValueError) as err:
             print(f"fastsam segment: skipped {source}: {err}", file=sys.stderr)
             failures += 1
+            continue
+        if not found:  # a directory without image files
+            print(
+                f"fastsam segment: skipped {source}: no image files ({', '.join(IMAGE_EXTENSIONS)})",
+                file=sys.stderr,
+            )
+            failures += 1
+        items.extend(found)
     if not items:
         raise FileNotFoundError(f"no images found in {args.sources}")
     stems = _unique_stems(items)
-    if not args.force:
-        existing = [out_dir / f"{s}{SUFFIXES[f]}" for s in stems for f in formats]
-        existing = [p for p in existing if p.exists()]
-        if existing:
-            listed = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
-            raise FileExistsError(
-                f"{len(existing)} output file(s) already exist ({listed}); pass --force to "
-                "replace them or choose another --out"
-            )
+    _check_outputs(
+        items, [out_dir / f"{s}{SUFFIXES[f]}" for s in stems for f in formats], args.force
+    )
     predictor = Predictor(
         args.model,
         device=args.device,

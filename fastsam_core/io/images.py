@@ -8,10 +8,16 @@ name used for output files. Conversions (all documented, none rejected):
   composited), which is what the reference's `cv2.imread(IMREAD_COLOR)` and PIL `.convert('RGB')` do;
 * 16-bit images keep their high byte (`v >> 8`), as `cv2.imread(IMREAD_COLOR)` does;
 * numpy arrays are RGB unless `bgr=True` (the reference assumes BGR for arrays: pass `bgr=True`
-  for arrays from OpenCV);
-* torch tensors are `(3, H, W)` or `(H, W, 3)`: uint8 in [0, 255], or floating point in [0, 1]
-  (multiplied by 255, rounded and clamped). A tensor whose first and last dims are both 3 is
-  read as `(3, H, W)`. A 4-D tensor is a batch of `(3, H, W)` images.
+  for arrays from OpenCV); they are channels-last `(H, W)` or `(H, W, 1|3|4)`;
+* torch tensors are `(3, H, W)` or `(H, W, 3)`. A tensor whose first and last dims are both 3 is
+  read as `(3, H, W)`. A 4-D tensor is a batch of `(3, H, W)` images;
+* pixel values: uint8 as is, uint16 keeps its high byte, bool is 0/255, floating point must lie
+  in [0, 1] (multiplied by 255 and rounded; values up to 1/255 outside are rounding noise and
+  clamped, anything further, NaN or infinity is rejected: 0-255 data in a float array is the
+  usual cause). Other dtypes are rejected, never reinterpreted.
+
+Directory listings skip hidden files (names starting with "."), as glob patterns do: macOS
+writes `._name.jpg` companions that are not images.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+# Float pixels this far outside [0, 1] are rounding noise (e.g. from resampling) and are clamped;
+# beyond it the data is not a [0, 1] image (usually 0-255 values in a float array).
+_FLOAT_SLACK = 1 / 255
 
 # One image or a sequence of them; a directory or glob string expands to its image files.
 ImageSource = str | Path | np.ndarray | Image.Image | torch.Tensor
@@ -55,12 +65,15 @@ def _has_glob_chars(text: str) -> bool:
 
 
 def list_image_files(directory: str | Path) -> list[Path]:
-    """Image files directly inside `directory` (by extension, case-insensitive), sorted by name."""
+    """Image files directly inside `directory` (by extension, case-insensitive; hidden files
+    skipped), sorted by name."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"image directory not found: {directory}")
     return sorted(
-        p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
     )
 
 
@@ -111,14 +124,16 @@ def load_image(source: ImageSource, *, bgr: bool = False, index: int = 0) -> Loa
     """Decode one image source into a (H0, W0, 3) uint8 RGB tensor.
 
     Args:
-        source: a file path, a numpy array (H, W), (H, W, 1|3|4) uint8/uint16/float, a PIL image,
-            or a torch tensor (3, H, W) / (H, W, 3) uint8 or float in [0, 1].
+        source: a file path, a numpy array (H, W), (H, W, 1|3|4) uint8/uint16/bool/float in
+            [0, 1], a PIL image, or a torch tensor (3, H, W) / (H, W, 3) uint8/bool/float in
+            [0, 1].
         bgr: numpy arrays only: the channels are in BGR order (as from OpenCV).
         index: position in a batch, used to name in-memory sources ("image<index>").
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: unreadable/corrupt file, zero-size image, wrong shape.
+        ValueError: unreadable/corrupt file, zero-size image, wrong shape, float values outside
+            [0, 1], NaN.
         TypeError: unsupported source type or dtype.
     """
     if isinstance(source, (str, Path)):
@@ -126,7 +141,10 @@ def load_image(source: ImageSource, *, bgr: bool = False, index: int = 0) -> Loa
         return LoadedImage(_read_file(path), str(path), path)
     name = f"image{index}"
     if isinstance(source, Image.Image):
-        return LoadedImage(_from_pil(source, name), name)
+        try:
+            return LoadedImage(_from_pil(source, name), name)
+        except (OSError, SyntaxError) as err:  # a lazily opened, truncated or corrupt file
+            raise ValueError(f"cannot decode PIL image {name}: {err}") from err
     if isinstance(source, np.ndarray):
         return LoadedImage(_from_numpy(source, bgr=bgr, name=name), name)
     if isinstance(source, torch.Tensor):
@@ -148,7 +166,13 @@ def _read_file(path: Path) -> torch.Tensor:
         with Image.open(path) as opened:
             opened.load()  # decode now so truncated/corrupt data fails here, naming the file
             return _from_pil(ImageOps.exif_transpose(opened), str(path))
-    except (UnidentifiedImageError, OSError, SyntaxError, ImportError) as err:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ImportError,
+        Image.DecompressionBombError,
+    ) as err:
         # ImportError: other libraries (ultralytics, pillow plugins) patch `Image.open` with
         # fallbacks that raise it for undecodable files; it still means "cannot read".
         raise ValueError(f"cannot read image {path}: {err}") from err
@@ -179,9 +203,14 @@ def _from_numpy(arr: np.ndarray, *, bgr: bool, name: str) -> torch.Tensor:
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)  # (H, W) -> (H, W, 3)
     elif arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        hint = (
+            "; numpy images are channels-last: use arr.transpose(1, 2, 0)"
+            if arr.ndim == 3 and arr.shape[0] in (1, 3, 4)
+            else ""
+        )
         raise ValueError(
             f"numpy image {name} must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
-            f"got {arr.shape}"
+            f"got {arr.shape}{hint}"
         )
     arr = arr[:, :, :3]  # drop alpha
     if arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -202,13 +231,25 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise ValueError(f"image {name} contains NaN or infinite values")
-        return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+        low, high = float(arr.min()), float(arr.max())
+        if low < -_FLOAT_SLACK or high > 1 + _FLOAT_SLACK:
+            raise ValueError(
+                f"float image {name} must have values in [0, 1], got [{low:.4g}, {high:.4g}]; "
+                "divide 0-255 data by 255 (or pass uint8), or clip to [0, 1] first"
+            )
+        return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
     raise TypeError(
-        f"image {name} has dtype {arr.dtype}; expected uint8, uint16, bool or float in [0, 1]"
+        f"image {name} has dtype {arr.dtype}; expected uint8, uint16, bool or float in [0, 1] "
+        "(for 0-255 integers use .astype(np.uint8))"
     )
 
 
 def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
+    if t.device.type == "meta" or t.layout != torch.strided:
+        raise ValueError(
+            f"tensor image {name} must be a dense tensor with data, got layout {t.layout} on "
+            f"{t.device}"
+        )
     t = t.detach().cpu()
     if t.ndim == 3 and t.shape[0] == 3:
         t = t.permute(1, 2, 0)  # (3, H, W) -> (H, W, 3)
@@ -216,13 +257,14 @@ def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
         raise ValueError(
             f"tensor image {name} must have shape (3, H, W) or (H, W, 3), got {tuple(t.shape)}"
         )
-    if t.dtype == torch.uint8:
+    if t.dtype in (torch.uint8, torch.bool):
         arr = t.numpy()
     elif t.dtype.is_floating_point:
         arr = t.float().numpy()  # float in [0, 1]
     else:
         raise TypeError(
-            f"tensor image {name} has dtype {t.dtype}; expected uint8 in [0, 255] or float in [0, 1]"
+            f"tensor image {name} has dtype {t.dtype}; expected uint8 in [0, 255], bool or float "
+            "in [0, 1] (for 0-255 integers use .to(torch.uint8))"
         )
     return _from_numpy(np.ascontiguousarray(arr), bgr=False, name=name)
 

@@ -22,15 +22,20 @@ def _as_float_rows(value: Any, name: str, width: int, form: str) -> torch.Tensor
     if isinstance(value, str | bytes):
         raise TypeError(f"{name} must be numbers {form}, got the string {value!r}")
     if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu()
+        tensor = _tensor_on_cpu(value, name)
     else:
         try:
             array = np.asarray(value)
         except ValueError as err:  # ragged nested lists
             raise ValueError(f"{name} must be {form} with rows of {width} numbers: {err}") from err
+        except (TypeError, RuntimeError) as err:  # e.g. a list of CUDA tensors
+            raise TypeError(f"{name} must be numbers {form}: {err}") from err
         if array.dtype == object:
             raise ValueError(f"{name} must be {form} with rows of {width} numbers, got {value!r}")
-        tensor = torch.from_numpy(array) if array.size else torch.zeros(array.shape)
+        if array.dtype.kind not in "iuf":  # bool, complex, strings, dates: never read as numbers
+            raise TypeError(f"{name} must be real numbers {form}, got dtype {array.dtype}")
+        # float64 in native byte order (big-endian or float128 arrays have no torch twin)
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
     if tensor.dtype == torch.bool or tensor.is_complex():
         raise TypeError(f"{name} must be real numbers {form}, got dtype {tensor.dtype}")
     if tensor.numel() == 0:
@@ -47,6 +52,35 @@ def _as_float_rows(value: Any, name: str, width: int, form: str) -> torch.Tensor
     return tensor
 
 
+def _tensor_on_cpu(value: torch.Tensor, name: str) -> torch.Tensor:
+    """A dense tensor with data, detached, on the CPU (prompts are small)."""
+    if value.device.type == "meta" or value.layout != torch.strided:
+        raise ValueError(
+            f"{name} must be a dense tensor with data, got layout {value.layout} on {value.device}"
+        )
+    return value.detach().cpu()
+
+
+def _as_labels(labels: Any) -> torch.Tensor:
+    """Array-like labels -> flat CPU tensor (values are checked by the caller)."""
+    if isinstance(labels, str | bytes):
+        raise TypeError(f"labels must be a sequence of 0/1, got the string {labels!r}")
+    if isinstance(labels, torch.Tensor):
+        if labels.is_complex():
+            raise TypeError(f"labels must be real numbers 0 or 1, got dtype {labels.dtype}")
+        return _tensor_on_cpu(labels, "labels").reshape(-1)
+    try:
+        array = np.asarray(labels)
+    except (ValueError, TypeError, RuntimeError) as err:  # ragged nested lists
+        raise ValueError(f"labels must be a flat sequence of 0/1, one per point: {err}") from err
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"labels must be numbers 0 (background) or 1 (foreground), got {labels!r} "
+            f"(dtype {array.dtype})"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array.reshape(-1), dtype=np.float64))
+
+
 def parse_boxes(
     boxes: Any,
     image_hw: Sequence[int],
@@ -59,7 +93,8 @@ def parse_boxes(
         boxes: (4,) or (M, 4) numbers in original-image pixels, `box_format` layout.
         image_hw: (H0, W0) of the original image.
         box_format: "xyxy" (x1, y1, x2, y2) or "xywh" (x1, y1, width, height; top-left corner).
-        clip: clip boxes reaching outside [0, W0] x [0, H0] instead of rejecting them.
+        clip: clip boxes reaching outside [0, W0] x [0, H0] instead of rejecting them (a box
+            entirely outside becomes a zero-area box on the border: it overlaps no mask).
     Returns:
         (M, 4) float64 xyxy with 0 <= x1 <= x2 <= W0 and 0 <= y1 <= y2 <= H0.
     """
@@ -119,11 +154,7 @@ def parse_points(
         rows = torch.stack([rows[:, 0].clamp(0, width - 1), rows[:, 1].clamp(0, height - 1)], 1)
     if labels is None:
         return rows, torch.ones(rows.shape[0], dtype=torch.int64)
-    if isinstance(labels, str | bytes):
-        raise TypeError(f"labels must be a sequence of 0/1, got the string {labels!r}")
-    label_tensor = torch.as_tensor(
-        np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels.detach().cpu()
-    ).reshape(-1)
+    label_tensor = _as_labels(labels)
     if label_tensor.numel() != rows.shape[0]:
         raise ValueError(
             f"got {label_tensor.numel()} labels for {rows.shape[0]} points; pass one label "

@@ -58,7 +58,9 @@ def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _segment(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "fastsam_core", "segment", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 def _check_outputs(out: Path, stem: str, photo: Path, conf: float) -> int:
@@ -255,3 +257,146 @@ def test_segment_all_shared_photos(converted_s: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.glob("*.json")) == sorted(f"{p.stem}.json" for p in photos)
+
+
+# ---------------------------------------------------------------------------- hostile inputs
+def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run `fastsam segment` in-process; returns (exit code, stderr)."""
+    from fastsam_core.cli import main
+
+    code = main(["segment", *args])
+    return code, capsys.readouterr().err
+
+
+def test_unique_stems_never_collide() -> None:
+    from fastsam_core.cli.segment import _unique_stems
+
+    items = ["x/a.jpg", "y/a.png", "a_2.jpg", "A.jpg", "b.png", "z/b.png"]
+    stems = _unique_stems(items)
+    assert stems == ["a", "a_2", "a_2_2", "A_3", "b", "b_2"]
+    assert len({s.casefold() for s in stems}) == len(items)  # also on case-insensitive disks
+
+
+def test_outputs_never_replace_an_input_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Segmenting x.png into its own folder would write the overlay x.png over it: refused,
+    even with --force, before any model loads (the --model path here does not exist)."""
+    photo = tmp_path / "x.png"
+    Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(photo)
+    before = photo.read_bytes()
+    model = str(tmp_path / "never-loaded.safetensors")
+    for extra in ([], ["--force"]):
+        code, err = _main([str(photo), "--model", model, "--out", str(tmp_path), *extra], capsys)
+        assert code == 1 and "would replace the input image" in err and "x.png" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert photo.read_bytes() == before
+    # A json-only run into the same folder writes x.json, which is not an input: allowed to
+    # proceed (it then fails on the missing model, one line).
+    code, err = _main(
+        [str(photo), "--model", model, "--out", str(tmp_path), "--format", "json"], capsys
+    )
+    assert code == 1 and "would replace" not in err and "never-loaded" in err
+
+
+def test_existing_outputs_and_out_file_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "in" / "y.jpg"
+    photo.parent.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(photo)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "y.json").write_text("user data")
+    model = str(tmp_path / "never-loaded.safetensors")
+    code, err = _main([str(photo), "--model", model, "--out", str(out), "--format", "json"], capsys)
+    assert code == 1 and "already exist" in err and "--force" in err
+    assert (out / "y.json").read_text() == "user data"
+    (out / "y.png").symlink_to(tmp_path / "dangling")  # a dangling link is still "existing"
+    code, err = _main([str(photo), "--model", model, "--out", str(out), "--format", "png"], capsys)
+    assert code == 1 and "already exist" in err
+    code, err = _main([str(photo), "--model", model, "--out", str(out / "y.json")], capsys)
+    assert code == 1 and "is a file; pass a directory" in err
+    assert (out / "y.json").read_text() == "user data"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--box", "1,2,nan,4"], "--box takes finite numbers"),
+        (["--box", "1,2,inf,4"], "--box takes finite numbers"),
+        (["--box", "1,2,3"], "--box takes four numbers x1,y1,x2,y2"),
+        (["--box", "1;2;3;4"], "--box takes four numbers"),
+        (["--box", ""], "--box takes four numbers"),
+        (["--box", "1,2,3", "--box-format", "xywh"], "four numbers x,y,width,height"),
+        (["--point", "1,2,5"], "--point labels must be 0 (background) or 1 (foreground)"),
+        (["--point", "1,nan"], "--point takes finite numbers"),
+        (["--point", "1,2,3,4"], "--point takes x,y or x,y,label"),
+        (["--text", "   "], "text prompts must not be empty"),
+        (["--text-rule", "threshold", "--text", "a"], "needs a finite threshold"),
+    ],
+)
+def test_bad_prompt_flags_fail_before_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    photo = tmp_path / "p.jpg"
+    Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(photo)
+    model = str(tmp_path / "never-loaded.safetensors")  # never reached: flags fail first
+    code, err = _main([str(photo), "--model", model, "--out", str(tmp_path / "o"), *flags], capsys)
+    assert code == 1 and message in err and "Traceback" not in err, err
+    assert "never-loaded" not in err and not (tmp_path / "o").exists()
+
+
+def test_bad_choice_flags_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastsam_core.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["segment", "x.jpg", "--box", "1,2,3,4", "--box-no-match", "argmax"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--box-no-match" in err and "'empty', 'reference'" in err
+
+
+def test_sources_without_images_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    model = str(tmp_path / "never-loaded.safetensors")
+    out = str(tmp_path / "o")
+    code, err = _main([str(empty), "--model", model, "--out", out], capsys)
+    assert code == 1 and "skipped" in err and "no image files" in err
+    assert "no images found" in err and "Traceback" not in err
+    code, err = _main([str(tmp_path / "*.jpg"), "--model", model, "--out", out], capsys)
+    assert code == 1 and "no image files match" in err
+
+
+def test_missing_corrupt_and_good_images_in_one_run(
+    converted_s: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each bad source is one line on stderr; the good image is still written; exit code 1."""
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), np.uint8)).save(good)
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    data = good.read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tiny)
+    sources = [str(tmp_path / n) for n in ("missing.jpg", "zero.jpg", "text.png", "cut.jpg")]
+    out = tmp_path / "out"
+    code, err = _main(
+        [*sources, str(good), str(tiny), "--model", str(converted_s), "--imgsz", "128"]
+        + ["--device", "cpu", "--out", str(out), "--format", "json", "--box", "0,0,1,1"],
+        capsys,
+    )
+    assert code == 1 and "Traceback" not in err, err
+    for name in ("missing.jpg", "zero.jpg", "text.png", "cut.jpg"):
+        assert name in err
+    assert "empty (0 bytes)" in err and "cannot read image" in err
+    doc = json.loads((out / "good.json").read_text())
+    assert len(doc["annotations"]) == 1  # one row for the one box (empty if it hits no mask)
+    assert len(json.loads((out / "tiny.json").read_text())["annotations"]) == 1  # 1x1 image
+    assert sorted(p.name for p in out.iterdir()) == ["good.json", "tiny.json"]

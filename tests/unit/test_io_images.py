@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,178 @@ def test_errors(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     with pytest.raises(ValueError, match="no images found"):
         load_images(tmp_path / "sub")
+
+
+# ---------------------------------------------------------------------------- odd but valid files
+def test_tiny_images_1x1_and_1xn(tmp_path: Path) -> None:
+    for shape in [(1, 1, 3), (1, 9, 3), (9, 1, 3)]:
+        pixels = RNG.integers(0, 256, size=shape, dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "tiny.png")
+        assert np.array_equal(load_image(tmp_path / "tiny.png").image.numpy(), pixels)
+        assert np.array_equal(load_image(pixels).image.numpy(), pixels)
+        assert load_image(torch.from_numpy(pixels)).hw == shape[:2]
+
+
+def test_more_pillow_modes(tmp_path: Path) -> None:
+    """LA (gray + alpha), 1-bit, palette with a transparent index, CMYK JPEG, EXIF-rotated JPEG."""
+    Image.new("LA", (5, 4), (100, 50)).save(tmp_path / "la.png")
+    assert (load_image(tmp_path / "la.png").image == 100).all()  # alpha dropped, gray repeated
+    Image.new("1", (5, 4), 1).save(tmp_path / "bw.png")
+    assert (load_image(tmp_path / "bw.png").image == 255).all()
+    pal = Image.new("P", (4, 4), 1)
+    pal.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    pal.save(tmp_path / "pt.png", transparency=1)  # the only colour used is transparent
+    assert load_image(tmp_path / "pt.png").image[0, 0].tolist() == [0, 255, 0]  # not composited
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(tmp_path / "red.jpg", quality=95)
+    red = load_image(tmp_path / "red.jpg").image.numpy().astype(int)
+    assert np.abs(red - np.array([255, 0, 0])).max() <= 3
+    img = Image.fromarray(RNG.integers(0, 256, size=(8, 16, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    img.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    assert load_image(tmp_path / "rot.jpg").image.shape == (16, 8, 3)
+
+
+def test_16bit_and_cmyk_files_match_cv2(tmp_path: Path) -> None:
+    """16-bit RGB/RGBA PNG keep the high byte and CMYK JPEG converts as cv2.imread(COLOR)."""
+    cv2 = pytest.importorskip("cv2", reason="cv2 comes with the oracle extra")
+    rgb16 = RNG.integers(0, 65536, size=(4, 6, 3), dtype=np.uint16)
+    alpha = np.full((4, 6, 1), 1000, np.uint16)
+    cv2.imwrite(str(tmp_path / "rgb16.png"), rgb16[:, :, ::-1])  # cv2 writes BGR
+    cv2.imwrite(str(tmp_path / "rgba16.png"), np.concatenate([rgb16[:, :, ::-1], alpha], 2))
+    for name in ("rgb16.png", "rgba16.png"):
+        got = load_image(tmp_path / name).image.numpy()
+        assert np.array_equal(got, (rgb16 >> 8).astype(np.uint8))
+        assert np.array_equal(got, cv2.imread(str(tmp_path / name))[:, :, ::-1])
+    cmyk = RNG.integers(0, 256, size=(16, 16, 4), dtype=np.uint8)
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    got = load_image(tmp_path / "cmyk.jpg").image.numpy().astype(int)
+    theirs = cv2.imread(str(tmp_path / "cmyk.jpg"))[:, :, ::-1].astype(int)
+    assert np.abs(got - theirs).max() <= 3  # decoder rounding only
+
+
+def test_directory_skips_hidden_files_and_literal_glob_names(tmp_path: Path) -> None:
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS companion
+    (tmp_path / "b.JPG").write_bytes((tmp_path / "a.png").read_bytes())  # content sniffed
+    assert [p.name for p in list_image_files(tmp_path)] == ["a.png", "b.JPG"]
+    Image.fromarray(RGB).save(tmp_path / "c[1].png")  # an existing file is not a pattern
+    assert expand_sources(str(tmp_path / "c[1].png")) == [tmp_path / "c[1].png"]
+
+
+# ---------------------------------------------------------------------------- bad arrays/tensors
+@pytest.mark.parametrize(
+    "array, error, match",
+    [
+        (np.full((4, 5, 3), 255.0), ValueError, r"values in \[0, 1\], got \[255, 255\].*255"),
+        (np.full((4, 5, 3), -0.5, np.float32), ValueError, r"values in \[0, 1\], got \[-0.5"),
+        (np.full((4, 5, 3), np.inf), ValueError, "NaN or infinite"),
+        (np.zeros((4, 5, 3), np.int64), TypeError, r"dtype int64.*astype\(np.uint8\)"),
+        (np.zeros((4, 5, 3), np.int8), TypeError, "dtype int8"),
+        (np.zeros((4, 5, 3), np.complex64), TypeError, "dtype complex64"),
+        (np.zeros((4, 5, 3), object), TypeError, "dtype object"),
+        (np.zeros((4, 5, 3), "U1"), TypeError, "dtype <U1"),
+        (np.zeros((3, 10, 12), np.uint8), ValueError, r"got \(3, 10, 12\).*transpose\(1, 2, 0\)"),
+        (np.zeros((2, 4, 5, 3), np.uint8), ValueError, r"got \(2, 4, 5, 3\)"),
+        (np.zeros((1, 1, 3, 4, 5), np.uint8), ValueError, r"got \(1, 1, 3, 4, 5\)"),
+        (np.zeros(5, np.uint8), ValueError, r"got \(5,\)"),
+        (np.array(3, np.uint8), ValueError, r"got \(\)"),
+        (np.zeros((4, 0, 3), np.uint8), ValueError, "zero size"),
+    ],
+)
+def test_bad_numpy_images(array: np.ndarray, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        load_image(array)
+
+
+def test_numpy_value_conversions() -> None:
+    mask = np.zeros((3, 4), bool)
+    mask[1, 2] = True
+    got = load_image(mask).image
+    assert got[1, 2].tolist() == [255] * 3 and int(got.sum()) == 255 * 3
+    noisy = RGB / 255.0
+    noisy[0, 0, 0], noisy[0, 0, 1] = 1.002, -0.002  # resampling overshoot within 1/255: clamped
+    got = load_image(noisy).image.numpy()
+    assert got[0, 0, 0] == 255 and got[0, 0, 1] == 0
+    assert np.array_equal(got[1:], RGB[1:])
+    assert np.array_equal(load_image((RGB / 255).astype(np.float16)).image.numpy(), RGB)
+    assert np.array_equal(load_image(RGB.astype(np.uint16) * 257).image.numpy(), RGB)
+    assert np.array_equal(load_image(RGB.astype(">u2") * 257).image.numpy(), RGB)  # big-endian
+
+
+def test_bad_and_odd_tensors() -> None:
+    hwc = torch.from_numpy(RGB)
+    assert torch.equal(load_image(hwc.bool()).image, hwc.bool().to(torch.uint8) * 255)
+    grad = (hwc.float() / 255).requires_grad_()
+    assert torch.equal(load_image(grad).image, hwc)
+    assert torch.equal(load_image(hwc.permute(2, 0, 1).half() / 255).image, hwc)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\], got \[0, 255\]"):
+        load_image(hwc.float())  # 0-255 floats: the usual mistake
+    with pytest.raises(
+        ValueError, match="dense tensor with data, got layout torch.strided on meta"
+    ):
+        load_image(torch.zeros(3, 4, 5, device="meta"))
+    with pytest.raises(ValueError, match="dense tensor with data, got layout torch.sparse_coo"):
+        load_image(torch.zeros(3, 4, 5).to_sparse())
+    with pytest.raises(TypeError, match=r"dtype torch.complex64.*to\(torch.uint8\)"):
+        load_image(torch.zeros(3, 4, 5, dtype=torch.complex64))
+    with pytest.raises(ValueError, match=r"got \(1, 1, 3, 4, 5\)"):
+        load_images(torch.zeros(1, 1, 3, 4, 5, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"must have shape .* got \(2, 4, 5\)"):
+        load_images(torch.zeros(2, 4, 5, dtype=torch.uint8))  # 3-D is one image, not a batch
+
+
+@pytest.mark.gpu
+def test_cuda_tensor_image() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    hwc = torch.from_numpy(RGB)
+    assert torch.equal(load_image(hwc.cuda()).image, hwc)
+    assert load_image(hwc.cuda()).image.device.type == "cpu"
+
+
+# ---------------------------------------------------------------------------- bad files
+def test_unreadable_and_undecodable_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Image.fromarray(RGB).save(tmp_path / "ok.png")
+    with pytest.raises(ValueError, match=r"is a directory"):
+        load_image(tmp_path)
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) - 30])
+    with pytest.raises(ValueError, match="cannot read image .*cut.png"):
+        load_image(tmp_path / "cut.png")
+    with pytest.raises(ValueError, match="cannot decode PIL image image0"):
+        load_image(Image.open(tmp_path / "cut.png"))  # opened lazily by the caller
+    (tmp_path / "dir.png").mkdir()
+    assert [p.name for p in list_image_files(tmp_path)] == ["cut.png", "ok.png"]  # not dir.png
+
+    def denied(*args: object, **kwargs: object) -> Image.Image:
+        raise PermissionError(13, "Permission denied", str(args[0]))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Image, "open", denied)
+        with pytest.raises(ValueError, match="cannot read image .*ok.png.*Permission denied"):
+            load_image(tmp_path / "ok.png")
+    with monkeypatch.context() as patch:
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 7x11 = 77 > 2 * 10: a "bomb"
+        with pytest.raises(ValueError, match="cannot read image .*ok.png.*decompression bomb"):
+            load_image(tmp_path / "ok.png")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads anything")
+def test_permission_denied_file(tmp_path: Path) -> None:
+    Image.fromarray(RGB).save(tmp_path / "locked.png")
+    (tmp_path / "locked.png").chmod(0)
+    with pytest.raises(ValueError, match="cannot read image .*locked.png"):
+        load_image(tmp_path / "locked.png")
+
+
+def test_directory_without_images(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "sub").mkdir()
+    assert expand_sources(tmp_path) == []
+    with pytest.raises(ValueError, match=r"no images found in .*expected image files"):
+        load_images(tmp_path)
+    with pytest.raises(ValueError, match="no images found in"):
+        load_images([])

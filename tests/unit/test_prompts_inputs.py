@@ -47,6 +47,43 @@ def test_bad_box_types_and_formats() -> None:
         parse_boxes([10, 10, -3, 5], HW, box_format="xywh")
 
 
+@pytest.mark.parametrize(
+    "boxes, match",
+    [
+        ([["1", "2", "3", "4"]], r"boxes must be real numbers .* got dtype <U1"),
+        (np.array([[1, 2, 3, 4]], dtype="S1"), r"got dtype \|S1"),
+        (np.ones((1, 4), dtype=bool), r"got dtype bool"),
+        (np.ones((1, 4), dtype=np.complex64), r"got dtype complex64"),
+        (torch.ones(1, 4, dtype=torch.complex64), r"got dtype torch.complex64"),
+        (np.array(["2024-01-01"] * 4, dtype="datetime64[D]"), r"got dtype datetime64"),
+    ],
+)
+def test_non_numeric_boxes_rejected(boxes: object, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        parse_boxes(boxes, HW)
+
+
+def test_box_tensors_and_arrays_of_any_layout() -> None:
+    """Any device/dtype/byte order is read as float64 on the CPU; meta/sparse are rejected."""
+    big_endian = np.array([[1, 2, 30, 40]], dtype=">i4")
+    assert parse_boxes(big_endian, HW).tolist() == [[1, 2, 30, 40]]
+    assert parse_boxes(np.array([1, 2, 3, 4], dtype=np.longdouble), HW).tolist() == [[1, 2, 3, 4]]
+    assert parse_boxes(torch.tensor([1, 2, 3, 4], dtype=torch.float16), HW).dtype == torch.float64
+    grad = torch.tensor([1.0, 2, 3, 4], requires_grad=True)
+    assert parse_boxes(grad, HW).tolist() == [[1, 2, 3, 4]]
+    assert parse_boxes([torch.tensor([1.0, 2, 3, 4]), (5, 6, 7, 8)], HW).shape == (2, 4)
+    with pytest.raises(ValueError, match="boxes must be a dense tensor with data"):
+        parse_boxes(torch.zeros(4, device="meta"), HW)
+    with pytest.raises(ValueError, match="boxes must be a dense tensor"):
+        parse_boxes(torch.tensor([[1.0, 2, 3, 4]]).to_sparse(), HW)
+    with pytest.raises(ValueError, match="points must be a dense tensor"):
+        parse_points(torch.zeros(2, device="meta"), None, HW)
+    with pytest.raises(ValueError, match=r"got shape \(1, 1, 4\)"):
+        parse_boxes(torch.zeros(1, 1, 4), HW)
+    with pytest.raises(ValueError, match=r"got shape \(1, 1, 1, 1, 4\)"):
+        parse_boxes(np.zeros((1, 1, 1, 1, 4)), HW)
+
+
 def test_box_formats_and_clip() -> None:
     assert parse_boxes([10, 20, 30, 5], HW, box_format="xywh").tolist() == [[10, 20, 40, 25]]
     assert parse_boxes(torch.tensor([1, 2, 3, 4]), HW).shape == (1, 4)
@@ -68,6 +105,11 @@ def test_box_formats_and_clip() -> None:
         ([[1, 2], [3, 4]], [1, 2], r"labels must be 0 \(background\) or 1"),
         ([[1, 2]], [-1], "labels must be 0"),
         ([[1, 2]], [0.5], "labels must be 0"),
+        ([[1, 2]], [math.nan], "labels must be 0"),
+        ([[1, 2], [3, 4]], [[1], [0, 1]], "labels must be a flat sequence of 0/1"),
+        ([[1, 2]], [], "got 0 labels for 1 points"),
+        ([[math.inf, 2]], None, "NaN or infinity"),
+        ([[1, 2, 3, 4]], None, r"got shape \(1, 4\)"),
     ],
 )
 def test_bad_points(points: object, labels: object, match: str) -> None:
@@ -83,6 +125,36 @@ def test_points_clip_never_wraps() -> None:
     assert default.tolist() == [1]
     with pytest.raises(TypeError, match="labels must be a sequence"):
         parse_points([[1, 2]], "1", HW)
+    _, labels_2d = parse_points([[1, 2], [3, 4]], torch.tensor([[1], [0]]), HW)
+    assert labels_2d.tolist() == [1, 0] and labels_2d.dtype == torch.int64
+    _, one = parse_points([1, 2], np.float32(0), HW)  # a scalar label for one point
+    assert one.tolist() == [0]
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (["1"], r"labels must be numbers 0 \(background\) or 1 .*dtype <U1"),
+        ([None], r"labels must be numbers .*dtype object"),
+        ({"a": 1}, r"labels must be numbers .*dtype object"),
+        ([1j], r"labels must be numbers .*dtype complex128"),
+        (torch.tensor([1 + 0j]), r"labels must be real numbers 0 or 1, got dtype torch.complex64"),
+    ],
+)
+def test_non_numeric_labels_rejected(labels: object, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        parse_points([[1, 2]], labels, HW)
+
+
+def test_points_on_tiny_images() -> None:
+    """1x1 and 1xN images: the only pixel is valid, anything past it is outside (or clipped)."""
+    assert parse_points([[0.5, 0.9]], None, (1, 1))[0].tolist() == [[0.5, 0.9]]
+    with pytest.raises(ValueError, match="outside the 1x1 image"):
+        parse_points([[1, 0]], None, (1, 1))
+    assert parse_points([[5, -3]], None, (1, 7), clip=True)[0].tolist() == [[5, 0]]
+    assert parse_boxes([0, 0, 7, 1], (1, 7)).tolist() == [[0, 0, 7, 1]]
+    with pytest.raises(ValueError, match="outside the 7x1 image"):
+        parse_boxes([0, 0, 7, 2], (1, 7))
 
 
 @pytest.mark.parametrize(
@@ -94,12 +166,24 @@ def test_points_clip_never_wraps() -> None:
         (["a dog", ""], ValueError, "must not be empty"),
         ([3], TypeError, "texts must be strings"),
         (5, TypeError, "string or a list of strings"),
+        ("\t\n ", ValueError, "must not be empty"),
+        (["a dog", None], TypeError, "texts must be strings"),
+        ([b"a dog"], TypeError, r"texts must be strings, got b'a dog' \(bytes\)"),
+        (b"a dog", TypeError, "string or a list of strings"),
+        (np.array(["a dog"]), TypeError, "string or a list of strings"),
+        ((t for t in ["a dog"]), TypeError, "string or a list of strings"),
     ],
 )
 def test_bad_texts(texts: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         parse_texts(texts)
     assert parse_texts("a dog") == ["a dog"]
+
+
+def test_many_texts_kept_in_order() -> None:
+    texts = [f"object {i}" for i in range(500)] + ["a dog", "a dog"]
+    assert parse_texts(texts) == texts  # duplicates and order kept
+    assert parse_texts(("a", "b")) == ["a", "b"]
 
 
 def test_prompt_validates_before_work_even_when_empty() -> None:
