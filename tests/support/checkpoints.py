@@ -5,6 +5,9 @@ ones in ONE subprocess that imports ultralytics (so the pytest process never doe
 changes torch's thread count on import). The files are written the way the trainer writes them:
 `slot="ema"` is `BaseTrainer.save_model`'s layout (model None, EMA copy in `ema`), `slot="model"`
 is that file after `ultralytics.utils.torch_utils.strip_optimizer` (the released layout).
+`ultralytics="8.0.120"` builds with the FastSAM-era ultralytics in the cached venv of
+tests/support/ul120.py instead (class branch `max(P3, nc)`, 8.0.x pickle layout; segment/detect,
+reg_max 16 only).
 
 Beside each checkpoint, `<name>.outputs.pt` holds the oracle's raw head tensors on a seeded
 320x320 input (plain tensors; load with `weights_only=True`), in YoloV8Seg's layout.
@@ -47,17 +50,20 @@ class CheckpointRecipe:
     reg_max: int = 16
     dtype: Literal["fp16", "fp32"] = "fp16"
     slot: Literal["model", "ema"] = "model"
-    task: Literal["segment", "detect"] = "segment"
+    task: Literal["segment", "detect", "pose", "classify"] = "segment"
     legacy_pickle: bool = False
     imgsz: int = 1024
     seed: int = 0
+    ultralytics: Literal["current", "8.0.120"] = "current"  # which oracle builds the file
+    family: Literal["yolov8", "yolo11"] = "yolov8"  # yaml family (yolo11: a non-YOLOv8 network)
 
     @property
     def name(self) -> str:
         legacy = "-legacy" if self.legacy_pickle else ""
+        made_by = "" if self.ultralytics == "current" else f"-ul{self.ultralytics}"
         return (
-            f"yolov8{self.scale}-{self.task}-nc{self.num_classes}-r{self.reg_max}-{self.dtype}"
-            f"-{self.slot}{legacy}-imgsz{self.imgsz}-seed{self.seed}"
+            f"{self.family}{self.scale}-{self.task}-nc{self.num_classes}-r{self.reg_max}-{self.dtype}"
+            f"-{self.slot}{legacy}-imgsz{self.imgsz}-seed{self.seed}{made_by}"
         )
 
 
@@ -82,13 +88,23 @@ def oracle_checkpoints(recipes: list[CheckpointRecipe]) -> list[Path]:
         raise RuntimeError("ultralytics is not installed: pip install -e '.[oracle]'")
     out_dir = cache_dir()
     paths = [out_dir / f"{r.name}.pt" for r in recipes]
-    missing = [r for r, p in zip(recipes, paths) if not p.exists()]
-    if missing:
+    missing = list(dict.fromkeys(r for r, p in zip(recipes, paths) if not p.exists()))
+    for made_by in ("current", "8.0.120"):
+        todo = [r for r in missing if r.ultralytics == made_by]
+        if not todo:
+            continue
         out_dir.mkdir(parents=True, exist_ok=True)
-        args = [json.dumps(dataclasses.asdict(r)) for r in dict.fromkeys(missing)]
+        if made_by == "current":
+            python, env = sys.executable, None
+        else:
+            from tests.support.ul120 import ul120_env, ul120_python
+
+            python, env = str(ul120_python()), ul120_env()
+        args = [json.dumps(dataclasses.asdict(r)) for r in todo]
         result = subprocess.run(
-            [sys.executable, "-m", "tests.support.checkpoints", str(out_dir), *args],
+            [python, "-m", "tests.support.checkpoints", str(out_dir), *args],
             cwd=REPO_ROOT,
+            env=env,
             capture_output=True,
             check=False,
             text=True,
@@ -239,22 +255,102 @@ def _install_legacy_namespace_module():  # pragma: no cover - subprocess only
     return legacy_cls
 
 
+_YAML_SUFFIX = {"segment": "-seg", "detect": "", "pose": "-pose", "classify": "-cls"}
+
+
+def _finish(recipe: CheckpointRecipe, tmp: Path, out_dir: Path) -> None:  # pragma: no cover
+    """Oracle tensors from exactly the stored weights (fp16 -> fp32 like every loader), then
+    move the checkpoint into the cache."""
+    final = out_dir / f"{recipe.name}.pt"
+    stored = torch.load(tmp / "last.pt", map_location="cpu", weights_only=False)
+    reference = (stored["ema"] or stored["model"]).float()
+    if recipe.task == "segment":
+        torch.save(_raw_outputs(reference, recipe.seed), tmp / "outputs.pt")
+        os.replace(tmp / "outputs.pt", final.with_suffix(".outputs.pt"))
+    os.replace(tmp / "last.pt", final)
+    tmp.rmdir()
+
+
+def _build_one_v80(recipe: CheckpointRecipe, out_dir: Path) -> None:  # pragma: no cover
+    """The same recipe under ultralytics 8.0.120 (runs in the venv of tests/support/ul120.py)."""
+    import copy
+    from datetime import datetime
+
+    from ultralytics import __version__
+    from ultralytics.nn.tasks import DetectionModel, SegmentationModel, yaml_model_load
+    from ultralytics.yolo.cfg import get_cfg
+    from ultralytics.yolo.utils import DEFAULT_CFG
+    from ultralytics.yolo.utils.torch_utils import strip_optimizer
+
+    assert __version__ == "8.0.120", __version__
+    supported = recipe.task in ("segment", "detect") and recipe.family == "yolov8"
+    if recipe.reg_max != 16 or not supported or recipe.legacy_pickle:
+        raise ValueError(f"8.0.120 builds segment/detect with reg_max 16 only: {recipe}")
+    torch.manual_seed(recipe.seed)
+    cfg = yaml_model_load(f"yolov8{recipe.scale}{_YAML_SUFFIX[recipe.task]}.yaml")
+    model_cls = SegmentationModel if recipe.task == "segment" else DetectionModel
+    model = model_cls(cfg, nc=recipe.num_classes, verbose=False)
+    _randomize_batchnorm(model, recipe.seed)
+    args = get_cfg(DEFAULT_CFG, {"imgsz": recipe.imgsz, "task": recipe.task})
+    model.args = args  # IterableSimpleNamespace of ultralytics.yolo.utils (spec §2.3)
+    dtype = torch.float16 if recipe.dtype == "fp16" else torch.float32
+    ema = copy.deepcopy(model).eval().to(dtype)
+    for p in ema.parameters():
+        p.requires_grad = False
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.937)
+    ckpt = {  # 8.0.120 BaseTrainer.save_model
+        "epoch": 3,
+        "best_fitness": 0.5,
+        "model": None if recipe.slot == "ema" else copy.deepcopy(model).to(dtype),
+        "ema": ema,
+        "updates": 100,
+        "optimizer": optimizer.state_dict(),
+        "train_args": vars(args),
+        "date": datetime(2023, 6, 20, 12, 0, 0).isoformat(),
+        "version": __version__,
+    }
+    tmp = Path(tempfile.mkdtemp(dir=out_dir))
+    torch.save(ckpt, tmp / "last.pt")
+    if recipe.slot == "model":
+        strip_optimizer(tmp / "last.pt")  # model = ema.half(), the released layout
+        if recipe.dtype == "fp32":
+            stripped = torch.load(tmp / "last.pt", weights_only=False)
+            stripped["model"] = stripped["model"].float()
+            torch.save(stripped, tmp / "last.pt")
+    _finish(recipe, tmp, out_dir)
+
+
 def _build_one(recipe: CheckpointRecipe, out_dir: Path) -> None:  # pragma: no cover - subprocess
     import copy
     from datetime import datetime
 
     from ultralytics import __version__
+
+    if recipe.ultralytics == "8.0.120":
+        _build_one_v80(recipe, out_dir)
+        return
+
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.modules.head import Detect
-    from ultralytics.nn.tasks import DetectionModel, SegmentationModel, yaml_model_load
+    from ultralytics.nn.tasks import (
+        ClassificationModel,
+        DetectionModel,
+        PoseModel,
+        SegmentationModel,
+        yaml_model_load,
+    )
     from ultralytics.utils import DEFAULT_CFG_DICT
     from ultralytics.utils.torch_utils import strip_optimizer
 
     torch.manual_seed(recipe.seed)
-    suffix = "-seg" if recipe.task == "segment" else ""
-    cfg = yaml_model_load(f"yolov8{recipe.scale}{suffix}.yaml")
+    cfg = yaml_model_load(f"{recipe.family}{recipe.scale}{_YAML_SUFFIX[recipe.task]}.yaml")
     cfg["reg_max"] = recipe.reg_max
-    model_cls = SegmentationModel if recipe.task == "segment" else DetectionModel
+    model_cls = {
+        "segment": SegmentationModel,
+        "detect": DetectionModel,
+        "pose": PoseModel,
+        "classify": ClassificationModel,
+    }[recipe.task]
     model = model_cls(cfg, nc=recipe.num_classes, verbose=False)
     _randomize_batchnorm(model, recipe.seed)
     model.args = get_cfg(overrides={"imgsz": recipe.imgsz})
@@ -287,7 +383,6 @@ def _build_one(recipe: CheckpointRecipe, out_dir: Path) -> None:  # pragma: no c
         "license": "AGPL-3.0",
         "docs": "https://docs.ultralytics.com",
     }
-    final = out_dir / f"{recipe.name}.pt"
     tmp = Path(tempfile.mkdtemp(dir=out_dir))
     torch.save(ckpt, tmp / "last.pt")
     if recipe.slot == "model":
@@ -300,14 +395,7 @@ def _build_one(recipe: CheckpointRecipe, out_dir: Path) -> None:  # pragma: no c
                 stripped = torch.load(tmp / "last.pt", weights_only=False)
                 stripped["model"] = stripped["model"].float()
                 torch.save(stripped, tmp / "last.pt")
-    # Oracle tensors computed from exactly the stored weights (fp16 -> fp32 like every loader).
-    stored = torch.load(tmp / "last.pt", map_location="cpu", weights_only=False)
-    reference = (stored["ema"] or stored["model"]).float()
-    if recipe.task == "segment":
-        torch.save(_raw_outputs(reference, recipe.seed), tmp / "outputs.pt")
-        os.replace(tmp / "outputs.pt", final.with_suffix(".outputs.pt"))
-    os.replace(tmp / "last.pt", final)
-    tmp.rmdir()
+    _finish(recipe, tmp, out_dir)
 
 
 def _main(argv: list[str]) -> int:  # pragma: no cover - subprocess only
