@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 # Channel counts and repeats of the YOLOv8 yaml before scaling (spec §1.2).
 _BASE_CHANNELS = (64, 128, 256, 512, 1024)  # stem, P2, P3, P4, P5
@@ -37,6 +37,40 @@ def _scale_depth(n: int, depth: float) -> int:
     return max(round(n * depth), 1) if n > 1 else n
 
 
+# How ultralytics sizes the class branch (spec §1.4, "c3"); the rule changed after 8.0.120.
+ClassHiddenRule = Literal["current", "8.0.120"]
+CLASS_HIDDEN_RULES: tuple[ClassHiddenRule, ...] = ("current", "8.0.120")
+
+
+def class_hidden_width(
+    p3_channels: int, num_classes: int, rule: ClassHiddenRule = "current"
+) -> int:
+    """Hidden width of the class branch under one ultralytics rule (spec §1.4).
+
+    Args:
+        p3_channels: channels of the P3 feature (the head's first input).
+        num_classes: class-branch outputs.
+        rule: "current" (8.1+: `max(P3, min(nc, 100))`) or "8.0.120" (`max(P3, nc)`, the
+            FastSAM-era code). They differ only when nc > P3 and nc > 100 (e.g. LVIS, 1203).
+    """
+    if rule == "current":
+        return max(p3_channels, min(num_classes, 100))
+    if rule == "8.0.120":
+        return max(p3_channels, num_classes)
+    raise ValueError(f"unknown class-branch rule {rule!r}; expected one of {CLASS_HIDDEN_RULES}")
+
+
+_TUPLE_FIELDS = ("channels", "depths", "strides", "class_names")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_int_tuple(value: Any, length: int) -> bool:
+    return isinstance(value, tuple) and len(value) == length and all(_is_int(v) for v in value)
+
+
 @dataclass(frozen=True)
 class YoloSegConfig:
     """A fully resolved YOLOv8-seg variant."""
@@ -53,18 +87,33 @@ class YoloSegConfig:
     scale: str | None = None  # the scale letter this config was derived from, if any
     imgsz: int = 640  # default inference size (FastSAM checkpoints: 1024)
     class_names: tuple[str, ...] = ()
+    # Class-branch hidden width when it is not the current ultralytics rule: checkpoints made by
+    # 8.0.120 with nc > P3 channels and nc > 100 (e.g. LVIS) use max(P3, nc). None = the rule.
+    class_hidden_override: int | None = None
 
     def __post_init__(self) -> None:
+        for name in _TUPLE_FIELDS:  # lists (JSON, callers) -> tuples: the config stays hashable
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        # Types first: configs also arrive as JSON from file headers (`from_dict`).
         checks = {
-            "channels": len(self.channels) == 5 and all(c > 0 for c in self.channels),
-            "depths": len(self.depths) == 4 and all(d > 0 for d in self.depths),
-            "neck_depth": self.neck_depth > 0,
-            "proto_channels": self.proto_channels > 0,
-            "num_classes": self.num_classes > 0,
-            "reg_max": self.reg_max > 1,
-            "num_mask_coeffs": self.num_mask_coeffs > 0,
-            "strides": tuple(self.strides) == (8, 16, 32),
-            "imgsz": self.imgsz > 0,
+            "channels": _is_int_tuple(self.channels, 5) and all(c > 0 for c in self.channels),
+            "depths": _is_int_tuple(self.depths, 4) and all(d > 0 for d in self.depths),
+            "neck_depth": _is_int(self.neck_depth) and self.neck_depth > 0,
+            "proto_channels": _is_int(self.proto_channels) and self.proto_channels > 0,
+            "num_classes": _is_int(self.num_classes) and self.num_classes > 0,
+            "reg_max": _is_int(self.reg_max) and self.reg_max > 1,
+            "num_mask_coeffs": _is_int(self.num_mask_coeffs) and self.num_mask_coeffs > 0,
+            "strides": self.strides == (8, 16, 32),
+            "bn_eps": isinstance(self.bn_eps, (int, float))
+            and not isinstance(self.bn_eps, bool)
+            and 0 < self.bn_eps < 1,
+            "scale": self.scale is None or self.scale in SCALES,
+            "imgsz": _is_int(self.imgsz) and self.imgsz > 0,
+            "class_names": isinstance(self.class_names, tuple)
+            and all(isinstance(n, str) for n in self.class_names),
+            "class_hidden_override": self.class_hidden_override is None
+            or (_is_int(self.class_hidden_override) and self.class_hidden_override > 0),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -83,7 +132,9 @@ class YoloSegConfig:
 
     @property
     def class_hidden(self) -> int:
-        return max(self.channels[2], min(self.num_classes, 100))
+        if self.class_hidden_override is not None:
+            return self.class_hidden_override
+        return class_hidden_width(self.channels[2], self.num_classes, "current")
 
     @property
     def coeff_hidden(self) -> int:
@@ -98,15 +149,16 @@ class YoloSegConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> YoloSegConfig:
+        """Inverse of `to_dict`, also for its JSON form (lists for tuples); validates types."""
+        if not isinstance(data, dict):
+            raise TypeError(f"YoloSegConfig.from_dict expects a dict, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(map(str, set(data) - names))
         if unknown:
             raise ValueError(
                 f"unknown YoloSegConfig fields {unknown}; expected a subset of {sorted(names)}"
             )
-        tuple_fields = ("channels", "depths", "strides", "class_names")
-        fixed = {k: tuple(v) if k in tuple_fields else v for k, v in data.items()}
-        return cls(**fixed)
+        return cls(**data)
 
 
 def yolov8_seg_config(scale: str, **overrides: Any) -> YoloSegConfig:

@@ -19,6 +19,12 @@ CONFIG_KEY = "fastsam_config"  # must equal fastsam_weights_convert.CONFIG_KEY
 _SUFFIXES = (".pt", ".pth", ".safetensors")
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    from safetensors import SafetensorError  # bad headers, offsets, dtypes
+
+    return (SafetensorError, OSError, ValueError, RuntimeError, TypeError)
+
+
 def _check_path(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
@@ -44,17 +50,21 @@ def _safetensors_config(path: Path) -> YoloSegConfig:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for bad headers
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    except _read_errors() as err:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({err}); the file is truncated, corrupt "
+            "or not safetensors: re-create it with `fastsam convert IN.pt OUT.safetensors`"
+        ) from None
     if CONFIG_KEY not in metadata:
         raise ValueError(
             f"{path} has no {CONFIG_KEY!r} entry in its safetensors header (found keys "
-            f"{sorted(metadata)}); write it with `fastsam convert IN.pt OUT.safetensors`"
+            f"{sorted(metadata)}), so its architecture is unknown; write it with "
+            "`fastsam convert IN.pt OUT.safetensors`"
         )
     try:
         return YoloSegConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
     except (ValueError, TypeError) as err:
-        raise ValueError(f"{path}: invalid {CONFIG_KEY!r} in the header: {err}") from err
+        raise ValueError(f"{path}: invalid {CONFIG_KEY!r} in the header: {err}") from None
 
 
 def _convert_pt(path: Path) -> tuple[dict[str, torch.Tensor], YoloSegConfig]:
@@ -68,20 +78,66 @@ def _convert_pt(path: Path) -> tuple[dict[str, torch.Tensor], YoloSegConfig]:
     return state_dict, cfg
 
 
+# (shape, kind) of a tensor, kind "float" / "int" / the dtype name for anything else.
+TensorSpec = tuple[tuple[int, ...], str]
+
+
+def _kind(dtype: torch.dtype) -> str:
+    if dtype.is_floating_point:
+        return "float"
+    if dtype.is_complex or dtype == torch.bool:
+        return str(dtype).removeprefix("torch.")
+    return "int"
+
+
+def _safetensors_kind(dtype: str) -> str:
+    """safetensors dtype names: F16 / BF16 / F32 / F64 / F8_* are floats, I* / U* integers."""
+    if dtype.startswith("F") or dtype == "BF16":
+        return "float"
+    return "int" if dtype.startswith(("I", "U")) else dtype
+
+
+def _model_specs(cfg: YoloSegConfig) -> dict[str, TensorSpec]:
+    with torch.device("meta"):  # shapes only: no memory, whatever size the header asks for
+        model = YoloV8Seg(cfg)
+    return {k: (tuple(v.shape), _kind(v.dtype)) for k, v in model.state_dict().items()}
+
+
+def _file_specs(path: Path) -> dict[str, TensorSpec]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {
+                k: (
+                    tuple(f.get_slice(k).get_shape()),
+                    _safetensors_kind(f.get_slice(k).get_dtype()),
+                )
+                for k in f.keys()  # noqa: SIM118 (safe_open is not a mapping)
+            }
+    except _read_errors() as err:
+        raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
+
+
 def _check_tensors(
     path: Path,
     cfg: YoloSegConfig,
-    tensors: dict[str, torch.Tensor],
-    expected: dict[str, torch.Tensor],
+    tensors: dict[str, TensorSpec],
+    expected: dict[str, TensorSpec],
 ) -> None:
-    """One ValueError naming every missing, unexpected and mis-shaped tensor (first 10 of each)."""
+    """One ValueError naming every missing, unexpected, mis-shaped and mis-typed tensor."""
     problems = {
         "missing": [k for k in expected if k not in tensors],
         "unexpected": [k for k in tensors if k not in expected],
         "shape mismatches": [
-            f"{k}: file {tuple(v.shape)}, model {tuple(expected[k].shape)}"
-            for k, v in tensors.items()
-            if k in expected and v.shape != expected[k].shape
+            f"{k}: file {shape}, model {expected[k][0]}"
+            for k, (shape, _) in tensors.items()
+            if k in expected and shape != expected[k][0]
+        ],
+        "dtype mismatches": [
+            f"{k}: file {kind}, model {expected[k][1]}"
+            for k, (_, kind) in tensors.items()
+            if k in expected and kind != expected[k][1]
         ],
     }
     if not any(problems.values()):
@@ -100,6 +156,41 @@ def _check_tensors(
     )
 
 
+def check_finite(tensors: dict[str, torch.Tensor], source: str = "") -> None:
+    """Refuse NaN / Inf weights, naming them; an infinite BatchNorm `running_var` only warns.
+
+    A BN channel whose variance overflowed to +inf (fp16 saves) outputs its bias, finite, in
+    ultralytics and here, so such files still load; any other non-finite value would spread
+    NaN through every mask.
+    Raises:
+        ValueError: listing the offending tensors (first 10) and how many values are bad.
+    """
+    bad, warned = [], []
+    for key, t in tensors.items():
+        if not t.is_floating_point():
+            continue
+        finite = torch.isfinite(t)
+        if bool(finite.all()):
+            continue
+        if key.endswith("running_var") and bool((finite | (t == float("inf"))).all()):
+            warned.append(key)
+        else:
+            bad.append(f"{key} ({int((~finite).sum())} of {t.numel()})")
+    prefix = f"{source}: " if source else ""
+    if warned:
+        logger.warning(
+            "%sBatchNorm running_var is +inf in %s; those channels output their bias",
+            prefix,
+            ", ".join(warned[:10]),
+        )
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise ValueError(
+            f"{prefix}{len(bad)} tensors hold NaN or Inf values: {shown}; the weights are "
+            "corrupt (or training diverged) and would give NaN masks"
+        )
+
+
 def load_model(
     path: str | Path, device: str | torch.device = "cpu", fuse: bool = False
 ) -> YoloV8Seg:
@@ -112,6 +203,11 @@ def load_model(
         fuse: fold BatchNorm into the convs (`fuse_conv_bn`, spec §1.10) for inference.
     Returns:
         The model in eval mode with fp32 weights and gradients disabled.
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unsupported suffix; unreadable / truncated file; no or invalid config in the
+            header; tensors missing, unexpected, mis-shaped, of the wrong dtype or non-finite;
+            for `.pt`, everything `fastsam_weights_convert.convert_checkpoint` refuses.
     """
     path = Path(path)
     _check_path(path)
@@ -119,11 +215,17 @@ def load_model(
         from safetensors.torch import load_file
 
         cfg = _safetensors_config(path)
-        state_dict = load_file(str(path))
+        # Compare the header with the config before building anything: a forged config must
+        # not make us allocate a huge model.
+        _check_tensors(path, cfg, _file_specs(path), _model_specs(cfg))
+        try:
+            state_dict = load_file(str(path))
+        except _read_errors() as err:
+            raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
+        check_finite(state_dict, str(path))
     else:
         state_dict, cfg = _convert_pt(path)
-    model = YoloV8Seg(cfg)  # CPU build: faster than the meta device on first use (see converter)
-    _check_tensors(path, cfg, state_dict, model.state_dict())
+    model = YoloV8Seg(cfg)  # sizes already checked against the tensors, so this is bounded
     model.load_state_dict(state_dict, strict=True)
     model = model.to(device).float().eval().requires_grad_(False)
     if fuse:

@@ -11,6 +11,9 @@ returns only harmless objects:
 * `getattr` -> a guard that only answers (stub class, method name) with a placeholder;
 * anything else -> `UnsafeCheckpointError` naming the global and the file.
 
+torch.nn classes come back as subclasses that refuse to be called: a pickle restores modules
+without calling them, while a call would run `__init__` with sizes chosen by the file.
+
 ultralytics is never imported; nothing from the file is ever executed.
 """
 
@@ -22,11 +25,12 @@ import pathlib
 import pickle
 import sys
 import types
-import zipfile
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import torch
+from fastsam_weights_convert.archive import check_archive
+from fastsam_weights_convert.checkpoint import checkpoint_source
 from torch import nn
 
 __all__ = [
@@ -163,6 +167,17 @@ _TORCH_FUNCTIONS: dict[tuple[str, str], Any] = {
     ("torch.nn.parameter", "Parameter"): nn.Parameter,
 }
 
+
+def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """`_codecs.encode` as protocol 2 uses it (bytes as latin1 text); other codecs refused."""
+    if encoding not in ("latin1", "latin-1") or errors != "strict" or not isinstance(obj, str):
+        raise UnsafeCheckpointError(
+            f"checkpoint calls _codecs.encode(<{type(obj).__name__}>, {encoding!r}, {errors!r}); "
+            "only the latin1 encoding protocol-2 pickles use for bytes is allowed"
+        )
+    return codecs.encode(obj, "latin1")
+
+
 _PLAIN_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
@@ -170,7 +185,7 @@ _PLAIN_GLOBALS: dict[tuple[str, str], Any] = {
     ("builtins", "frozenset"): frozenset,
     ("__builtin__", "frozenset"): frozenset,
     # Protocol 2 pickles `bytes` (e.g. inside numpy scalars) as _codecs.encode(str, "latin1").
-    ("_codecs", "encode"): codecs.encode,
+    ("_codecs", "encode"): _latin1_encode,
     ("builtins", "getattr"): _guarded_getattr,
     ("__builtin__", "getattr"): _guarded_getattr,
     # Paths in training arguments; constructing one touches no file.
@@ -239,11 +254,41 @@ def resolve_global(module: str, name: str) -> Any:
     )
 
 
+class _RestoreOnly(type):
+    """Metaclass of the torch.nn classes handed to the unpickler.
+
+    A pickle restores a module with NEWOBJ (`cls.__new__`, no code) + BUILD (`__setstate__`);
+    calling the class (REDUCE) would run its `__init__` with arguments from the file, e.g.
+    `Linear(10**6, 10**6)` initialising terabytes, so calling raises instead.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> NoReturn:
+        raise UnsafeCheckpointError(
+            f"calls {cls.__module__}.{cls.__qualname__}(...): a checkpoint may restore modules "
+            "but not construct them (that would run __init__ with arguments from the file)"
+        )
+
+
+_restore_only_cache: dict[type, type] = {}
+
+
+def _restore_only(cls: type) -> type:
+    """A subclass of torch class `cls` that unpickles normally but cannot be called."""
+    if cls not in _restore_only_cache:
+        attrs = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        _restore_only_cache[cls] = _RestoreOnly(cls.__name__, (cls,), attrs)
+    return _restore_only_cache[cls]
+
+
 class Unpickler(pickle.Unpickler):
     """`pickle.Unpickler` whose `find_class` consults the allow-list instead of importing."""
 
     def find_class(self, module: str, name: str) -> Any:
-        return resolve_global(module, name)
+        found = resolve_global(module, name)
+        if isinstance(found, type) and issubclass(found, nn.Module):
+            # Our stubs' __init__ is nn.Module's (allocates nothing); torch's must not run.
+            return found if issubclass(found, UltralyticsStub) else _restore_only(found)
+        return found
 
 
 def load(file: IO[bytes], **kwargs: Any) -> Any:
@@ -262,82 +307,37 @@ def loads(data: bytes, **kwargs: Any) -> Any:
 # File-level checks.
 
 
-def _check_archive(path: Path) -> None:
-    """A torch.save file is a zip holding `<dir>/data.pkl`; say clearly when it is not."""
-    size = path.stat().st_size
-    if size == 0:
-        raise ValueError(f"{path} is empty (0 bytes); expected a PyTorch .pt checkpoint")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path} is not a zip archive ({size} bytes): expected a PyTorch checkpoint written by "
-            "torch.save (torch >= 1.6). The file is truncated, corrupt, or not a checkpoint; "
-            "download it again"
-        )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as err:
-        raise ValueError(f"{path} is a damaged zip archive ({err}); download it again") from None
-    if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        raise ValueError(
-            f"{path} is a zip archive but not a PyTorch checkpoint: no '<dir>/data.pkl' member "
-            f"(members: {shown}); expected a .pt file written by torch.save"
-        )
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return (
-        isinstance(obj, dict)
-        and len(obj) > 0
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-    )
-
-
 def _check_checkpoint(ckpt: Any, path: Path) -> None:
-    """An ultralytics checkpoint is a dict whose 'ema' or 'model' entry is the pickled model."""
-    fix = "convert an official ultralytics/FastSAM .pt checkpoint (e.g. FastSAM-x.pt) instead"
-    if _is_state_dict(ckpt) or (isinstance(ckpt, dict) and _is_state_dict(ckpt.get("state_dict"))):
-        tensors = ckpt if _is_state_dict(ckpt) else ckpt["state_dict"]
-        first = next(iter(tensors))
-        raise ValueError(
-            f"{path} holds a plain state dict ({len(tensors)} tensors, first key {first!r}), not "
-            f"an official ultralytics checkpoint: it carries no model metadata; {fix}"
-        )
-    if not isinstance(ckpt, dict):  # bad file content, hence ValueError
-        raise ValueError(  # noqa: TRY004
-            f"{path} holds a {type(ckpt).__name__}, expected the dict of an ultralytics "
-            f"checkpoint; {fix}"
-        )
-    models = [ckpt.get(slot) for slot in ("ema", "model")]
-    if not any(isinstance(m, nn.Module) for m in models):
-        slots = {slot: type(ckpt.get(slot)).__name__ for slot in ("ema", "model") if slot in ckpt}
-        raise ValueError(
-            f"{path} is a dict with keys {sorted(map(str, ckpt))[:12]} but neither 'ema' nor "
-            f"'model' holds a pickled model (found {slots or 'no such keys'}); {fix}"
-        )
+    """An ultralytics checkpoint: a pickled model or a 'model.N.*' state dict (`checkpoint_source`)."""
+    try:
+        checkpoint_source(ckpt)
+    except ValueError as err:
+        raise ValueError(f"{path} {err}") from None
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path) -> Any:
     """Load an ultralytics `.pt` checkpoint through the allow-list, without ultralytics.
 
     Args:
-        path: a file written by `torch.save` holding the ultralytics checkpoint dict.
+        path: a file written by `torch.save` holding an ultralytics checkpoint: the usual dict
+            (model in 'model' or 'ema'), a bare pickled model, or a 'model.N.*' state dict.
     Returns:
-        The checkpoint dict; ultralytics modules inside it are inert `UltralyticsStub`s whose
-        tensors can be read but which never run.
+        What the file holds; ultralytics modules inside it are inert `UltralyticsStub`s whose
+        tensors can be read but which never run (`checkpoint.checkpoint_source` finds the model).
     Raises:
         FileNotFoundError: no such file.
-        UnsafeCheckpointError: the pickle references a global outside the allow-list.
-        ValueError: not a zip / truncated / corrupt, a non-checkpoint zip, a plain state dict,
-            or a dict without a pickled model.
+        UnsafeCheckpointError: the pickle references a global outside the allow-list, or calls
+            an allowed one in a way a checkpoint never does; nothing was executed.
+        ValueError: empty / not a zip (legacy torch format, raw pickle, truncated, safetensors)
+            / forged zip member names / zip bomb / corrupt pickle or storages, a non-checkpoint
+            zip, or content without a YOLO model (other state dicts, other objects).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise ValueError(f"{path} is not a file; expected a PyTorch .pt checkpoint")
-    _check_archive(path)
+    check_archive(path)
     try:
         ckpt = torch.load(
             path, map_location="cpu", weights_only=False, pickle_module=sys.modules[__name__]

@@ -14,8 +14,15 @@ import re
 from typing import Any
 
 import torch
+from fastsam_weights_convert.model_kind import check_segmentation_model
 
-from fastsam_core.config import SCALES, YoloSegConfig, yolov8_seg_config
+from fastsam_core.config import (
+    CLASS_HIDDEN_RULES,
+    SCALES,
+    YoloSegConfig,
+    class_hidden_width,
+    yolov8_seg_config,
+)
 from fastsam_core.model.yolov8_seg import YoloV8Seg
 
 # Upstream layer index -> (our module path, block type). Layers 10, 11, 13, 14, 17, 20
@@ -89,13 +96,16 @@ def _dropped(key: str) -> bool:
     return any(re.fullmatch(pattern, key) for pattern in DROP)
 
 
-def _shape(src: dict[str, torch.Tensor], key: str) -> tuple[int, ...]:
+def _shape(src: dict[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
     if key not in src:
         raise ValueError(
             f"state dict lacks {key!r}, needed to infer the architecture; expected "
             "an ultralytics YOLOv8-seg state dict with 'model.N.' keys (spec §1.9)"
         )
-    return tuple(src[key].shape)
+    shape = tuple(src[key].shape)
+    if len(shape) != ndim or min(shape, default=0) < 1:
+        raise ValueError(f"{key} has shape {shape}; expected {ndim} non-zero dimensions")
+    return shape
 
 
 def _depth(src: dict[str, torch.Tensor], layer: int) -> int:
@@ -105,13 +115,20 @@ def _depth(src: dict[str, torch.Tensor], layer: int) -> int:
             f"layer {layer} has no 'model.{layer}.m.J.' bottleneck keys; expected a "
             "C2f layer of YOLOv8"
         )
-    return max(blocks) + 1
+    if blocks != set(range(len(blocks))):  # also keeps a forged 'm.999999.' from sizing a model
+        raise ValueError(
+            f"layer {layer} has bottlenecks {sorted(blocks)[:10]}; expected m.0 .. m.{{n-1}} "
+            "without gaps"
+        )
+    return len(blocks)
 
 
 def _imgsz(value: Any) -> int | None:
-    if isinstance(value, int):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
         return value
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)) and value and all(_imgsz(v) for v in value):
         return max(value)
     return None
 
@@ -122,36 +139,42 @@ def infer_config(src: dict[str, torch.Tensor], meta: dict[str, Any] | None = Non
     Args:
         src: upstream state dict ('model.N.*' keys).
         meta: optional metadata (`checkpoint.checkpoint_metadata`): scale, nc, names, imgsz,
-            bn_eps, head_reg_max, ...
+            bn_eps, head_reg_max, head_type, layer_types, ...
     Raises:
-        ValueError: a detection-only model, or shapes that disagree with each other or with meta.
+        ValueError: not a YOLOv8-seg model (detection, pose, ...), or shapes that disagree with
+            each other or with meta.
     """
     meta = meta or {}
-    if not any(k.startswith(("model.22.proto.", "model.22.cv4.")) for k in src):
-        head = [k for k in src if k.startswith("model.22.")]
-        raise ValueError(
-            "this is a detection model, not segmentation: layer 22 has no 'proto' or 'cv4' "
-            f"(mask) tensors ({len(head)} head keys found); FastSAM needs a YOLOv8-seg checkpoint"
-        )
-    channels = tuple(_shape(src, f"model.{i}.conv.weight")[0] for i in (0, 1, 3, 5, 7))
+    check_segmentation_model(src, meta)
+    channels = tuple(_shape(src, f"model.{i}.conv.weight", 4)[0] for i in (0, 1, 3, 5, 7))
     depths = tuple(_depth(src, layer) for layer in (2, 4, 6, 8))
     neck = {layer: _depth(src, layer) for layer in (12, 15, 18, 21)}
     problems: list[str] = []
     if len(set(neck.values())) != 1:
         problems.append(f"neck C2f layers 12/15/18/21 have different depths {neck}")
-    reg_max = _shape(src, "model.22.dfl.conv.weight")[1]
-    box_out = _shape(src, "model.22.cv2.0.2.weight")[0]
+    reg_max = _shape(src, "model.22.dfl.conv.weight", 4)[1]
+    box_out = _shape(src, "model.22.cv2.0.2.weight", 4)[0]
     if box_out != 4 * reg_max:
         problems.append(
             f"box branch outputs {box_out} channels but dfl has reg_max={reg_max} "
             f"(expected 4 * reg_max = {4 * reg_max})"
         )
-    num_classes = _shape(src, "model.22.cv3.0.2.weight")[0]
-    num_coeffs = _shape(src, "model.22.proto.cv3.conv.weight")[0]
-    coeff_out = _shape(src, "model.22.cv4.0.2.weight")[0]
+    num_classes = _shape(src, "model.22.cv3.0.2.weight", 4)[0]
+    num_coeffs = _shape(src, "model.22.proto.cv3.conv.weight", 4)[0]
+    coeff_out = _shape(src, "model.22.cv4.0.2.weight", 4)[0]
     if coeff_out != num_coeffs:
         problems.append(f"mask-coefficient branch outputs {coeff_out} but Proto makes {num_coeffs}")
-    proto = _shape(src, "model.22.proto.cv1.conv.weight")[0]
+    proto = _shape(src, "model.22.proto.cv1.conv.weight", 4)[0]
+    class_hidden = _shape(src, "model.22.cv3.0.0.conv.weight", 4)[0]
+    rules = {r: class_hidden_width(channels[2], num_classes, r) for r in CLASS_HIDDEN_RULES}
+    if class_hidden not in rules.values():
+        problems.append(
+            f"class branch hidden width is {class_hidden}, but for P3={channels[2]} channels and "
+            f"nc={num_classes} ultralytics builds {rules['current']} (current rule max(P3, "
+            f"min(nc, 100))) or {rules['8.0.120']} (8.0.120 rule max(P3, nc))"
+        )
+    # Only the 8.0.120 rule gives this width (nc > P3 and nc > 100): record it in the config.
+    class_hidden_override = None if class_hidden == rules["current"] else class_hidden
 
     scale = next((s for s in SCALES if _matches_scale(s, channels, depths, neck[12], proto)), None)
     expect = {  # metadata value -> what the shapes say
@@ -178,8 +201,10 @@ def infer_config(src: dict[str, torch.Tensor], meta: dict[str, Any] | None = Non
                 f"metadata names has {len(names)} entries but the class branch has "
                 f"{num_classes} outputs"
             )
+        elif sorted(names) != list(range(num_classes)):
+            problems.append(f"metadata names keys are not 0..{num_classes - 1}")
         else:
-            class_names = tuple(str(names[i]) for i in sorted(names))
+            class_names = tuple(str(names[i]) for i in range(num_classes))
     if problems:
         raise ValueError("inconsistent checkpoint: " + "; ".join(problems))
 
@@ -193,15 +218,24 @@ def infer_config(src: dict[str, torch.Tensor], meta: dict[str, Any] | None = Non
         "num_mask_coeffs": num_coeffs,
         "scale": scale,
         "class_names": class_names,
+        "class_hidden_override": class_hidden_override,
     }
-    if meta.get("bn_eps") is not None:
-        fields["bn_eps"] = float(meta["bn_eps"])
+    if isinstance(meta.get("bn_eps"), float) and 0 < meta["bn_eps"] < 1:
+        fields["bn_eps"] = meta["bn_eps"]
     imgsz = _imgsz(meta.get("imgsz"))
     if imgsz is not None:
         fields["imgsz"] = imgsz
     if scale is not None:
         return dataclasses.replace(yolov8_seg_config(scale), **fields)
     return YoloSegConfig(**fields)
+
+
+def class_hidden_rule(cfg: YoloSegConfig) -> str:
+    """Which ultralytics rule gives `cfg`'s class-branch width: 'current', '8.0.120' or 'custom'."""
+    for rule in CLASS_HIDDEN_RULES:
+        if cfg.class_hidden == class_hidden_width(cfg.channels[2], cfg.num_classes, rule):
+            return rule
+    return "custom"
 
 
 def _matches_scale(scale: str, channels: tuple, depths: tuple, neck: int, proto: int) -> bool:
@@ -216,10 +250,15 @@ def _matches_scale(scale: str, channels: tuple, depths: tuple, neck: int, proto:
 
 @functools.lru_cache(maxsize=8)
 def _target_shapes(cfg: YoloSegConfig) -> dict[str, tuple[torch.Size, torch.dtype]]:
-    # A CPU build (0.9 s for x on 2 cores) beats the meta device here: meta construction pays
-    # a first-use import of torch's reference decompositions (~3 s) for DFL's arange.
-    model = YoloV8Seg(cfg)
+    # Built on the meta device: no memory, whatever size the (untrusted) shapes ask for.
+    with torch.device("meta"):
+        model = YoloV8Seg(cfg)
     return {k: (v.shape, v.dtype) for k, v in model.state_dict().items()}
+
+
+def _listing(title: str, items: list[str], limit: int = 20) -> str:
+    more = [f"... and {len(items) - limit} more"] if len(items) > limit else []
+    return f"{title} ({len(items)}):\n  " + "\n  ".join(items[:limit] + more)
 
 
 def convert_state_dict(
@@ -234,20 +273,23 @@ def convert_state_dict(
         (state_dict, cfg): every key of `YoloV8Seg(cfg).state_dict()` exactly once, floats as
         float32, integer buffers unchanged.
     Raises:
-        ValueError: detection-only model, inconsistent metadata, a non-arange DFL weight, or
-            (in one message) every unmapped, duplicate, missing and mis-shaped key.
+        ValueError: not a YOLOv8-seg model, inconsistent metadata, a non-arange DFL weight,
+            NaN/Inf weights, or (in one message) every unmapped, duplicate, missing, mis-shaped
+            and wrongly typed key.
     """
+    from fastsam_core.weights import check_finite
+
     cfg = infer_config(src, meta)
     dfl = src["model.22.dfl.conv.weight"].float().flatten()
     if not torch.equal(dfl, torch.arange(cfg.reg_max, dtype=torch.float32)):
         raise ValueError(
             f"model.22.dfl.conv.weight must be 0..{cfg.reg_max - 1} (DFL is a fixed "
-            f"expectation), got {dfl.tolist()}; the checkpoint is corrupt"
+            f"expectation), got {dfl.tolist()[:30]}; the checkpoint is corrupt"
         )
     targets = _target_shapes(cfg)
     out: dict[str, torch.Tensor] = {}
     sources: dict[str, str] = {}
-    unmapped, duplicate, unexpected, mis_shaped = [], [], [], []
+    unmapped, duplicate, unexpected, mis_shaped, mis_typed = [], [], [], [], []
     for key, tensor in src.items():
         if _dropped(key):
             continue
@@ -265,7 +307,17 @@ def convert_state_dict(
                 mis_shaped.append(
                     f"{key} -> {name}: got {tuple(tensor.shape)}, expected {tuple(shape)}"
                 )
-            out[name] = tensor.detach().to(dtype).contiguous()
+            # Weights must be real floats, counters integers: never cast int <-> float silently.
+            kind_ok = (
+                tensor.is_floating_point()
+                if dtype.is_floating_point
+                else not (tensor.is_floating_point() or tensor.is_complex())
+            )
+            if not kind_ok or tensor.layout != torch.strided or tensor.dtype == torch.bool:
+                expected = "a float tensor" if dtype.is_floating_point else "an integer tensor"
+                mis_typed.append(f"{key}: {tensor.dtype} ({tensor.layout}), expected {expected}")
+            elif tensor.shape == shape:
+                out[name] = tensor.detach().to(dtype).contiguous()
     missing = [name for name in targets if name not in sources]
     report = {
         "source keys with no mapping (not in LAYER_PREFIXES/RENAMES/DROP)": unmapped,
@@ -273,16 +325,14 @@ def convert_state_dict(
         "source keys mapped to names the model lacks": unexpected,
         "model keys not filled": missing,
         "shape mismatches": mis_shaped,
+        "wrong dtypes": mis_typed,
     }
     if any(report.values()):
-        lines = [
-            f"{title} ({len(items)}):\n  " + "\n  ".join(items)
-            for title, items in report.items()
-            if items
-        ]
+        lines = [_listing(title, items) for title, items in report.items() if items]
         raise ValueError(
             f"state dict does not match YoloV8Seg for the inferred config "
             f"(channels {cfg.channels}, depths {cfg.depths}, reg_max {cfg.reg_max}, "
             f"num_classes {cfg.num_classes}):\n" + "\n".join(lines)
         )
+    check_finite(out)
     return {name: out[name] for name in targets}, cfg

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"head:       reg_max {cfg.reg_max}, {cfg.num_classes} classes "
         f"{list(cfg.class_names) if cfg.class_names else ''}, {cfg.num_mask_coeffs} mask "
-        f"coefficients, proto {cfg.proto_channels}"
+        f"coefficients, proto {cfg.proto_channels}, class-branch width {cfg.class_hidden}"
     )
     print(f"imgsz:      {cfg.imgsz} (default inference size), bn_eps {cfg.bn_eps}")
     params = count_parameters(model)

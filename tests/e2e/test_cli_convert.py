@@ -137,3 +137,71 @@ def test_flops_per_part_scale_with_area():
     assert small["backbone"] > 2 * 160 * 160 * 32 * 3 * 9
     with pytest.raises(ValueError, match="multiple of 32"):
         count_flops(FASTSAM_S, 100)
+
+
+def test_overwrite_is_an_alias_of_force(converted):
+    out, _ = converted
+    result = fastsam("convert", str(UL120_PT), str(out), "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert sha256(out) in result.stdout
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temp files left
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", "is empty"),
+        (bytes(range(256)) * 40, "not a zip archive"),
+        (b"PK\x03\x04" + b"\x00" * 300, "its end is missing"),
+    ],
+    ids=["empty", "random", "truncated-zip"],
+)
+@pytest.mark.parametrize("entry", ["fastsam", "module"])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, content, match, entry):
+    src = tmp_path / "in.pt"
+    src.write_bytes(content)
+    out = tmp_path / "out.safetensors"
+    if entry == "fastsam":
+        result = fastsam("convert", str(src), str(out))
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "fastsam_weights_convert", str(src), str(out)],
+            cwd=REPO, capture_output=True, check=False, text=True, timeout=300,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert match in result.stderr and str(src) in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.pt"]
+
+
+def test_existing_output_survives_a_failed_forced_conversion(tmp_path):
+    src = tmp_path / "in.pt"
+    src.write_bytes(b"not a checkpoint at all")
+    out = tmp_path / "out.safetensors"
+    out.write_bytes(b"precious")
+    result = fastsam("convert", str(src), str(out), "--force")
+    assert result.returncode == 1 and out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.pt", "out.safetensors"]
+
+
+def test_detection_state_dict_is_refused_in_one_line(tmp_path):
+    from fastsam_weights_convert.checkpoint import checkpoint_source, flat_state_dict
+    from fastsam_weights_convert.unpickle import load_checkpoint
+
+    model, _ = checkpoint_source(load_checkpoint(UL120_PT))
+    detect = {
+        k: v for k, v in flat_state_dict(model).items() if "proto" not in k and ".cv4." not in k
+    }
+    src = tmp_path / "yolov8-detect.pt"
+    torch.save({"model": detect}, src)
+    result = fastsam("convert", str(src), str(tmp_path / "out.safetensors"))
+    assert result.returncode == 1
+    assert "this is a detection model, not segmentation" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "out.safetensors").exists()
+
+
+def test_info_shows_class_branch_width(converted):
+    out, _ = converted
+    result = fastsam("info", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "class-branch width 16" in result.stdout  # tiny fixture: P3 = 16 channels, nc = 1

@@ -7,7 +7,14 @@ import dataclasses
 import pytest
 import torch
 
-from fastsam_core.config import FASTSAM_S, FASTSAM_X, SCALES, YoloSegConfig, yolov8_seg_config
+from fastsam_core.config import (
+    FASTSAM_S,
+    FASTSAM_X,
+    SCALES,
+    YoloSegConfig,
+    class_hidden_width,
+    yolov8_seg_config,
+)
 from fastsam_core.model import build_model, fuse_conv_bn
 
 # Expected numbers worked out by hand from the yaml arithmetic of spec §1.1
@@ -213,3 +220,76 @@ def test_from_dict_rejects_unknown_fields() -> None:
     data = FASTSAM_S.to_dict() | {"width": 0.5}
     with pytest.raises(ValueError, match=r"unknown YoloSegConfig fields \['width'\]"):
         YoloSegConfig.from_dict(data)
+
+
+# Class-branch hidden width (spec §1.4): current ultralytics max(P3, min(nc, 100)); 8.0.120, which
+# made the FastSAM checkpoints, max(P3, nc). They differ only for nc > 100 and nc > P3.
+@pytest.mark.parametrize(
+    "p3, nc, current, v80",
+    [
+        (128, 1, 128, 128),
+        (64, 80, 80, 80),
+        (64, 100, 100, 100),
+        (64, 150, 100, 150),
+        (320, 1203, 320, 1203),  # LVIS on x
+        (320, 300, 320, 320),  # nc <= P3: equal again
+    ],
+)
+def test_class_hidden_rules(p3: int, nc: int, current: int, v80: int) -> None:
+    assert class_hidden_width(p3, nc, "current") == current
+    assert class_hidden_width(p3, nc, "8.0.120") == v80
+
+
+def test_class_hidden_rule_name_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"unknown class-branch rule 'v7'"):
+        class_hidden_width(64, 1, "v7")  # type: ignore[arg-type]
+
+
+def test_class_hidden_override() -> None:
+    lvis = yolov8_seg_config("x", num_classes=1203)
+    assert lvis.class_hidden == 320 and lvis.class_hidden_override is None
+    v80 = dataclasses.replace(lvis, class_hidden_override=1203)
+    assert v80.class_hidden == 1203 and v80 != lvis
+    assert YoloSegConfig.from_dict(v80.to_dict()) == v80
+    # Other fields keep deriving from the rule: replace() does not freeze a resolved width.
+    n = yolov8_seg_config("n", num_classes=200)
+    assert dataclasses.replace(n, num_classes=1).class_hidden == 64
+    model = build_model(
+        dataclasses.replace(yolov8_seg_config("n", num_classes=150), class_hidden_override=150)
+    )
+    assert model.head.class_branch[2][1].conv.weight.shape == (150, 150, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"num_classes": 1.5}, r"num_classes=1\.5"),
+        ({"num_classes": True}, r"num_classes=True"),
+        ({"channels": (16, 32, 64, 128, "256")}, "channels"),
+        ({"depths": "1221"}, "depths"),
+        ({"bn_eps": 0}, "bn_eps=0"),
+        ({"bn_eps": "0.001"}, "bn_eps"),
+        ({"scale": "q"}, "scale='q'"),
+        ({"imgsz": 640.0}, r"imgsz=640\.0"),
+        ({"class_names": ("object", 2)}, "class_names"),
+        ({"class_hidden_override": 0}, "class_hidden_override=0"),
+        ({"class_hidden_override": 64.0}, "class_hidden_override"),
+    ],
+)
+def test_field_types_are_validated(overrides: dict, match: str) -> None:
+    if "class_names" in overrides:
+        overrides["num_classes"] = 2
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(yolov8_seg_config("n"), **overrides)
+
+
+def test_lists_become_tuples() -> None:
+    cfg = YoloSegConfig(channels=[8, 8, 16, 32, 64], depths=[1, 1, 1, 1], neck_depth=1,  # type: ignore[arg-type]
+                        proto_channels=16)  # fmt: skip
+    assert cfg.channels == (8, 8, 16, 32, 64) and isinstance(cfg.depths, tuple)
+    hash(cfg)  # usable as a cache key
+
+
+def test_from_dict_needs_a_dict() -> None:
+    with pytest.raises(TypeError, match="expects a dict, got list"):
+        YoloSegConfig.from_dict([1, 2])  # type: ignore[arg-type]

@@ -12,11 +12,18 @@ import re
 
 import pytest
 import torch
-from fastsam_weights_convert.yolov8_seg import DROP, LAYER_PREFIXES, RENAMES, convert_state_dict
+from fastsam_weights_convert.model_kind import YOLOV8_SEG_LAYERS
+from fastsam_weights_convert.yolov8_seg import (
+    DROP,
+    LAYER_PREFIXES,
+    RENAMES,
+    class_hidden_rule,
+    convert_state_dict,
+)
 
-from fastsam_core.config import YoloSegConfig, yolov8_seg_config
+from fastsam_core.config import YoloSegConfig, class_hidden_width, yolov8_seg_config
 from fastsam_core.model.yolov8_seg import YoloV8Seg
-from tests.support.checkpoints import synthetic_upstream_state_dict
+from tests.support.checkpoints import synthetic_upstream_state_dict, upstream_key
 
 N = yolov8_seg_config("n")
 CUSTOM = YoloSegConfig(
@@ -185,3 +192,212 @@ def test_scale_config_matches_preset_fields():
     upstream, _ = synthetic_upstream_state_dict(cfg)
     _, inferred = convert_state_dict(upstream, {"scale": "n", "nc": 1, "head_reg_max": 26})
     assert inferred == cfg
+
+
+# --- class-branch width: the two ultralytics rules (spec §1.4) ---------------------------------
+
+
+def _class_branch_case(rule: str) -> YoloSegConfig:
+    """nc=150 on n (P3 = 64): current rule max(64, min(150, 100)) = 100, 8.0.120 max(64, 150)."""
+    width = class_hidden_width(64, 150, rule)  # type: ignore[arg-type]
+    return yolov8_seg_config("n", num_classes=150, class_hidden_override=width)
+
+
+@pytest.mark.parametrize(("rule", "width"), [("current", 100), ("8.0.120", 150)])
+def test_class_hidden_width_is_inferred_for_both_rules(rule, width):
+    upstream, ours = synthetic_upstream_state_dict(_class_branch_case(rule))
+    assert upstream["model.22.cv3.0.0.conv.weight"].shape[0] == width
+    converted, cfg = convert_state_dict(upstream)
+    assert cfg.class_hidden == width and class_hidden_rule(cfg) == rule
+    # The current rule is the default: no override, so the config equals the plain preset.
+    expected = None if rule == "current" else 150
+    assert cfg.class_hidden_override == expected
+    assert cfg == yolov8_seg_config("n", num_classes=150, class_hidden_override=expected)
+    model = YoloV8Seg(cfg).eval()
+    model.load_state_dict(converted, strict=True)
+    reference = YoloV8Seg(_class_branch_case(rule)).eval()
+    reference.load_state_dict(ours, strict=True)
+    images = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        got, want = model(images), reference(images)
+    assert got.class_logits.shape == (1, 150, 8 * 12 + 4 * 6 + 2 * 3)
+    for name in ("box_dist", "class_logits", "mask_coeffs", "protos"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+
+
+def test_class_hidden_matching_neither_rule_is_refused():
+    cfg = yolov8_seg_config("n", num_classes=150, class_hidden_override=120)
+    with pytest.raises(
+        ValueError,
+        match=r"class branch hidden width is 120, but for P3=64 channels and nc=150 ultralytics "
+        r"builds 100 \(current rule .*\) or 150 \(8\.0\.120 rule",
+    ):
+        convert_state_dict(synthetic_upstream_state_dict(cfg)[0])
+
+
+def test_rules_agree_below_100_classes():
+    # nc <= 100 or nc <= P3: both rules give the same width, so no override is recorded.
+    for nc in (1, 80, 100):
+        _, cfg = convert_state_dict(
+            synthetic_upstream_state_dict(yolov8_seg_config("n", num_classes=nc))[0]
+        )
+        assert cfg.class_hidden_override is None and class_hidden_rule(cfg) == "current"
+
+
+# --- what is not a YOLOv8-seg state dict --------------------------------------------------------
+
+
+def _without(src: dict, *prefixes: str) -> dict:
+    return {k: v for k, v in src.items() if not k.startswith(prefixes)}
+
+
+def test_pose_keys_are_refused(n_upstream):
+    pose = _without(n_upstream[0], "model.22.proto.")
+    pose = {**_without(pose, "model.22.cv4."), "model.22.cv4.0.2.weight": torch.zeros(51, 16, 1, 1)}
+    with pytest.raises(ValueError, match=r"this is a pose \(keypoint\) model, not segmentation"):
+        convert_state_dict(pose)
+
+
+def test_obb_keys_are_refused(n_upstream):
+    obb = _without(n_upstream[0], "model.22.proto.", "model.22.cv4.")
+    obb["model.22.cv4.0.2.weight"] = torch.zeros(1, 16, 1, 1)  # one angle per anchor
+    with pytest.raises(ValueError, match=r"oriented-box \(OBB\) detection model, not segm"):
+        convert_state_dict(obb)
+
+
+def test_classification_keys_are_refused():
+    cls = {
+        "model.0.conv.weight": torch.zeros(16, 3, 3, 3),
+        "model.9.linear.weight": torch.zeros(5, 8),
+    }
+    with pytest.raises(ValueError, match=r"this is a classification model, not segmentation"):
+        convert_state_dict(cls)
+
+
+def test_head_at_another_layer_is_not_yolov8(n_upstream):
+    shifted = {k.replace("model.22.", "model.23.", 1): v for k, v in n_upstream[0].items()}
+    with pytest.raises(ValueError, match=r"not a YOLOv8-seg: its head is layer 23"):
+        convert_state_dict(shifted)
+
+
+@pytest.mark.parametrize(
+    ("head_type", "match"),
+    [
+        ("ultralytics.nn.modules.head.Detect", "this is a detection model, not segmentation"),
+        ("ultralytics.nn.modules.head.Pose", "this is a pose"),
+        ("ultralytics.nn.modules.head.Classify", "this is a classification model"),
+        ("ultralytics.nn.modules.head.OBB", "oriented-box"),
+    ],
+)
+def test_pickled_head_class_names_the_task(n_upstream, head_type, match):
+    with pytest.raises(ValueError, match=match):
+        convert_state_dict(n_upstream[0], {"head_type": head_type})
+
+
+def test_layer_classes_other_than_yolov8_are_refused(n_upstream):
+    layers = list(YOLOV8_SEG_LAYERS)
+    layers[2] = "C3k2"  # YOLO11
+    with pytest.raises(ValueError, match=r"not a YOLOv8-seg: layer 2 is C3k2, YOLOv8 has C2f"):
+        convert_state_dict(n_upstream[0], {"layer_types": layers})
+    _, cfg = convert_state_dict(n_upstream[0], {"layer_types": list(YOLOV8_SEG_LAYERS)})
+    assert cfg == N
+
+
+def test_not_ultralytics_keys_at_all():
+    with pytest.raises(ValueError, match=r"no 'model\.N\.' tensors \(first keys: conv1\.weight"):
+        convert_state_dict({"conv1.weight": torch.zeros(1)})
+
+
+def test_fused_checkpoint_is_named(n_upstream):
+    fused = {k: v for k, v in n_upstream[0].items() if ".bn." not in k}
+    fused["model.0.conv.bias"] = torch.zeros(16)
+    with pytest.raises(ValueError, match=r"saved after Conv\+BatchNorm fusion"):
+        convert_state_dict(fused)
+
+
+# --- forged or damaged tensors ------------------------------------------------------------------
+
+
+def test_bottleneck_index_gap_cannot_size_the_model(n_upstream):
+    upstream = dict(n_upstream[0])
+    upstream["model.2.m.999999.cv1.conv.weight"] = torch.zeros(8, 8, 3, 3)
+    with pytest.raises(ValueError, match=r"layer 2 has bottlenecks \[0, 999999\]; expected m\.0"):
+        convert_state_dict(upstream)
+
+
+@pytest.mark.parametrize("shape", [(16,), (0, 3, 3, 3), (16, 3, 3)])
+def test_architecture_tensor_with_bad_rank_or_empty(n_upstream, shape):
+    upstream = {**n_upstream[0], "model.0.conv.weight": torch.zeros(shape)}
+    with pytest.raises(ValueError, match=r"model\.0\.conv\.weight has shape .*expected 4 non-zero"):
+        convert_state_dict(upstream)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int8, torch.bool, torch.complex64])
+def test_integer_or_complex_weights_are_refused(n_upstream, dtype):
+    upstream = dict(n_upstream[0])
+    upstream["model.9.cv1.conv.weight"] = upstream["model.9.cv1.conv.weight"].to(dtype)
+    with pytest.raises(ValueError, match=r"wrong dtypes \(1\):\n  model\.9\.cv1\.conv\.weight: "):
+        convert_state_dict(upstream)
+
+
+def test_float_counter_is_refused(n_upstream):
+    upstream = dict(n_upstream[0])
+    upstream["model.0.bn.num_batches_tracked"] = torch.tensor(3.5)
+    with pytest.raises(ValueError, match=r"num_batches_tracked: torch\.float32.*integer tensor"):
+        convert_state_dict(upstream)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_any_float_dtype_converts_to_fp32(dtype):
+    upstream, ours = synthetic_upstream_state_dict(N, dtype=dtype)
+    converted, _ = convert_state_dict(upstream)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in converted.values())
+    assert torch.equal(
+        converted["head.proto.conv1.conv.weight"], ours["head.proto.conv1.conv.weight"]
+    )
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused(n_upstream, bad):
+    upstream = dict(n_upstream[0])
+    weight = upstream["model.15.cv2.conv.weight"].clone()
+    weight.view(-1)[:3] = bad
+    upstream["model.15.cv2.conv.weight"] = weight
+    with pytest.raises(
+        ValueError,
+        match=r"1 tensors hold NaN or Inf values: neck\.top_down_p3\.project\.conv\.weight "
+        r"\(3 of \d+\).*corrupt",
+    ):
+        convert_state_dict(upstream)
+
+
+def test_fp64_beyond_fp32_range_is_refused(n_upstream):
+    upstream = dict(n_upstream[0])
+    upstream["model.22.cv3.0.2.bias"] = torch.full((1,), 1e300, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"class_branch\.0\.2\.bias \(1 of 1\)"):
+        convert_state_dict(upstream)
+
+
+def test_infinite_running_var_only_warns(caplog):
+    torch.manual_seed(0)  # default init keeps activations finite (the synthetic values do not)
+    upstream = {upstream_key(k): v for k, v in YoloV8Seg(N).state_dict().items()}
+    upstream["model.8.cv2.bn.running_var"][0] = float("inf")  # fp16 overflow: outputs BN bias
+    converted, cfg = convert_state_dict(upstream)
+    assert "running_var is +inf in backbone.stages.3.c2f.project.bn.running_var" in caplog.text
+    model = YoloV8Seg(cfg).eval()
+    model.load_state_dict(converted)
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 64))
+    assert all(torch.isfinite(getattr(out, n)).all() for n in ("box_dist", "protos"))
+
+
+def test_long_offender_lists_are_cut(n_upstream):
+    upstream = dict(n_upstream[0])
+    upstream.update({f"model.10.extra.{i}": torch.zeros(1) for i in range(50)})
+    with pytest.raises(ValueError, match=r"no mapping .*\(50\):(?s:.*)\.\.\. and 30 more"):
+        convert_state_dict(upstream)
+
+
+def test_names_with_wrong_keys(n_upstream):
+    with pytest.raises(ValueError, match=r"metadata names keys are not 0\.\.0"):
+        convert_state_dict(n_upstream[0], {"names": {5: "object"}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -224,3 +225,229 @@ def test_product_never_imports_ultralytics(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK 26")
+
+
+# --- hostile / damaged safetensors files ---------------------------------------------------------
+
+
+def _mutations(data: bytes) -> dict[str, bytes]:
+    header_len = int.from_bytes(data[:8], "little")
+    return {
+        "header length past the end": (len(data) + 100).to_bytes(8, "little") + data[8:],
+        "header length 2**62": (2**62).to_bytes(8, "little") + data[8:],
+        "truncated data": data[:-1000],
+        "truncated header": data[: header_len // 2],
+        "zeros": b"\x00" * 64,
+        "empty": b"",
+        "a zip": b"PK\x03\x04" + data[4:200],
+    }
+
+
+@pytest.mark.parametrize(
+    "case", list(_mutations(b"\x10" + b"\x00" * 7 + b"{}" * 600)), ids=lambda c: c
+)
+def test_damaged_safetensors_is_a_clear_error(tiny_file, case):
+    path, _ = tiny_file
+    bad = path.with_name("bad.safetensors")
+    bad.write_bytes(_mutations(path.read_bytes())[case])
+    before = sorted(p.name for p in path.parent.iterdir())
+    for load in (load_model, load_config):
+        with pytest.raises(ValueError, match=rf"^{bad} is not a readable safetensors file \("):
+            load(bad)
+    assert sorted(p.name for p in path.parent.iterdir()) == before  # nothing written
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.uint8, torch.bool])
+def test_integer_weights_in_safetensors_are_refused(tmp_path, dtype):
+    tensors = YoloV8Seg(TINY).state_dict()
+    tensors["head.proto.conv1.conv.weight"] = tensors["head.proto.conv1.conv.weight"].to(dtype)
+    path = tmp_path / "int.safetensors"
+    save_file(tensors, path, metadata={CONFIG_KEY: json.dumps(TINY.to_dict())})
+    with pytest.raises(
+        ValueError,
+        match=r"1 dtype mismatches: head\.proto\.conv1\.conv\.weight: file \w+, model float",
+    ):
+        load_model(path)
+
+
+def test_half_and_bfloat16_safetensors_load_as_fp32(tmp_path):
+    model = _random_model(TINY)
+    for dtype in (torch.float16, torch.bfloat16):
+        tensors = {
+            k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()
+        }
+        path = tmp_path / f"{dtype}.safetensors"
+        save_file(tensors, path, metadata={CONFIG_KEY: json.dumps(TINY.to_dict())})
+        loaded = load_model(path)
+        assert all(p.dtype == torch.float32 for p in loaded.parameters())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_safetensors_weights_are_refused(tmp_path, bad):
+    tensors = YoloV8Seg(TINY).state_dict()
+    tensors["backbone.sppf.project.conv.weight"][0, 0, 0, 0] = bad
+    path = tmp_path / "nan.safetensors"
+    save_file(tensors, path, metadata={CONFIG_KEY: json.dumps(TINY.to_dict())})
+    with pytest.raises(
+        ValueError,
+        match=rf"^{path}: 1 tensors hold NaN or Inf values: backbone\.sppf\.project\.conv\.weight "
+        r"\(1 of \d+\)",
+    ):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ("[1, 2, 3]", r"from_dict expects a dict, got list"),
+        ("{not json", r"Expecting property name"),
+        (json.dumps({**TINY.to_dict(), "num_classes": "5"}), r"num_classes='5'"),
+        (json.dumps({**TINY.to_dict(), "num_classes": 1.5}), r"num_classes=1\.5"),
+        (json.dumps({**TINY.to_dict(), "reg_max": True}), r"reg_max=True"),
+        (json.dumps({**TINY.to_dict(), "channels": "abcde"}), r"channels='abcde'"),
+        (json.dumps({**TINY.to_dict(), "bn_eps": -1}), r"bn_eps=-1"),
+        (json.dumps({**TINY.to_dict(), "scale": "q"}), r"scale='q'"),
+        (json.dumps({**TINY.to_dict(), "class_hidden_override": 0}), r"class_hidden_override=0"),
+        (json.dumps({**TINY.to_dict(), "extra": 1}), r"unknown YoloSegConfig fields \['extra'\]"),
+    ],
+)
+def test_malformed_config_in_header(tmp_path, config, match):
+    path = tmp_path / "cfg.safetensors"
+    save_file(YoloV8Seg(TINY).state_dict(), path, metadata={CONFIG_KEY: config})
+    with pytest.raises(
+        ValueError, match=rf"^{path}: invalid 'fastsam_config' in the header: .*{match}"
+    ):
+        load_model(path)
+
+
+def test_forged_huge_config_is_refused_before_building(tmp_path):
+    """A header asking for a giant network must fail on shapes, not allocate that network."""
+    import resource
+
+    huge = dataclasses.replace(
+        TINY, channels=(4096, 8192, 16384, 16384, 16384), depths=(9, 9, 9, 9), neck_depth=9
+    )  # ~ 10**11 parameters (400 GB) if it were built
+    path = tmp_path / "huge.safetensors"
+    save_file(YoloV8Seg(TINY).state_dict(), path, metadata={CONFIG_KEY: json.dumps(huge.to_dict())})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match=r"tensors do not match YoloV8Seg.*channels \(4096,"):
+        load_model(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KB
+
+
+def test_metadata_from_another_tool(tmp_path):
+    path = tmp_path / "hf.safetensors"
+    save_file(YoloV8Seg(TINY).state_dict(), path, metadata={"format": "pt", "framework": "x"})
+    with pytest.raises(ValueError, match=rf"^{path} has no 'fastsam_config' entry.*\['format'"):
+        load_model(path)
+
+
+# --- class-branch width override (8.0.120 checkpoints with nc > 100) ----------------------------
+
+
+def test_class_hidden_override_round_trips_through_the_header(tmp_path):
+    cfg = dataclasses.replace(TINY, num_classes=150, class_hidden_override=150)  # max(P3, nc)
+    assert (
+        cfg.class_hidden == 150
+        and dataclasses.replace(cfg, class_hidden_override=None).class_hidden == 100
+    )
+    source = _random_model(cfg)
+    path = tmp_path / "lvis.safetensors"
+    save_converted(source.state_dict(), cfg, path)
+    assert load_config(path) == cfg
+    loaded = load_model(path)
+    assert loaded.head.class_branch[0][0].conv.out_channels == 150
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(images).class_logits, source(images).class_logits)
+
+
+def test_file_without_override_field_loads(tmp_path):
+    """Files written before the field existed have no 'class_hidden_override' key."""
+    data = {k: v for k, v in TINY.to_dict().items() if k != "class_hidden_override"}
+    path = tmp_path / "old.safetensors"
+    save_file(YoloV8Seg(TINY).state_dict(), path, metadata={CONFIG_KEY: json.dumps(data)})
+    assert load_config(path) == TINY
+
+
+# --- writing: never clobber, never leave debris -------------------------------------------------
+
+
+def test_output_that_is_a_directory(tmp_path):
+    (tmp_path / "out.safetensors").mkdir()
+    with pytest.raises(ValueError, match=r"is a directory"):
+        save_converted({}, TINY, tmp_path / "out.safetensors", force=True)
+
+
+def test_file_that_appears_while_writing_is_not_overwritten(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    out = tmp_path / "m.safetensors"
+    real_save = safetensors.torch.save_file
+
+    def save_and_race(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        out.write_bytes(b"someone else's file")  # e.g. a second `fastsam convert`
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_and_race)
+    with pytest.raises(FileExistsError, match=r"appeared while converting; pass --force"):
+        save_converted(_random_model(TINY).state_dict(), TINY, out)
+    assert out.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_ctrl_c_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    def interrupted(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_converted(_random_model(TINY).state_dict(), TINY, tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_permissions_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        save_converted(_random_model(TINY).state_dict(), TINY, tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.safetensors").stat().st_mode) == 0o644  # not mkstemp's 600
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"\x00" * 100, "not a zip archive"),
+        (b"PK\x03\x04" + b"\x00" * 100, "its end is missing"),
+    ],
+)
+def test_failed_conversion_writes_nothing(tmp_path, content, match):
+    from fastsam_weights_convert import convert_file
+
+    src = tmp_path / "in.pt"
+    src.write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        convert_file(src, tmp_path / "out.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.pt"]
+
+
+def test_convert_file_checks_the_output_before_converting(tmp_path, monkeypatch):
+    import fastsam_weights_convert
+
+    def never(path):
+        raise AssertionError("converted although the output was refused")
+
+    monkeypatch.setattr(fastsam_weights_convert, "convert_checkpoint", never)
+    with pytest.raises(ValueError, match=r"must end in \.safetensors"):
+        fastsam_weights_convert.convert_file(UL120_PT, tmp_path / "out.pt")
+    (tmp_path / "exists.safetensors").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match=r"already exists; pass --force \(or --overwrite\)"):
+        fastsam_weights_convert.convert_file(UL120_PT, tmp_path / "exists.safetensors")
+    assert (tmp_path / "exists.safetensors").read_bytes() == b"x"
