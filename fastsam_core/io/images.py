@@ -218,7 +218,10 @@ def _from_numpy(arr: np.ndarray, *, bgr: bool, name: str) -> torch.Tensor:
     arr = _to_uint8(arr, name)
     if bgr:
         arr = arr[:, :, ::-1]
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # e.g. np.frombuffer / cv2 views: torch needs writable memory
+        arr = arr.copy()
+    return torch.from_numpy(arr)
 
 
 def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
