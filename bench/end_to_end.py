@@ -42,6 +42,7 @@ IMAGES_DIR = Path(os.environ.get("FASTSAM_BENCH_IMAGES", REPO_ROOT.parent / "sha
 DEFAULT_IMAGES = {"sparse": "dogs.jpg", "dense": "sa_862.jpg"}
 IOU = 0.9
 CONF = 0.4  # FastSAM's default; --conf overrides (both sides)
+THREADS = torch.get_num_threads()  # --threads; restored after every oracle call (see oracle_call)
 OUR_STAGES = ("preprocess", "forward", "nms", "masks", "prompt", "other")
 
 
@@ -216,6 +217,24 @@ def import_oracle(threads: int) -> Any:
     return FastSAM
 
 
+def oracle_call(oracle: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call the oracle, then restore our thread count: its predictor setup (first call) runs
+    `select_device`, which sets torch to min(8, cpu_count - 1) = 1 thread on a 2-core machine,
+    and would silently make every later timing (ours and its own) single-threaded."""
+    try:
+        return oracle(*args, **kwargs)
+    finally:
+        torch.set_num_threads(THREADS)
+
+
+def check_threads(where: str) -> None:
+    """Fail loudly instead of timing with a thread count other than --threads."""
+    if torch.get_num_threads() != THREADS:
+        raise RuntimeError(
+            f"{where}: torch runs {torch.get_num_threads()} threads, expected --threads {THREADS}"
+        )
+
+
 def rle_encode_dense(masks: torch.Tensor) -> list[dict[str, Any]]:
     """COCO RLE of (N, H, W) bool masks with pycocotools (the oracle's output encoding)."""
     from pycocotools import mask as mask_utils
@@ -258,6 +277,7 @@ def run_case(
     def ours_once(variant: str, record: bool) -> None:
         clock = StageClock()
         predictor = predictors[variant]
+        check_threads(f"ours {variant}")
         with instrumented(predictor, clock):
             start = time.perf_counter()
             results = predictor(image, **ours_kwargs)
@@ -273,8 +293,9 @@ def run_case(
                 samples[variant].setdefault(key, []).append(value)
 
     def oracle_once(record: bool) -> None:
+        check_threads("oracle")
         start = time.perf_counter()
-        results = oracle(image, **oracle_kwargs)
+        results = oracle_call(oracle, image, **oracle_kwargs)
         total = time.perf_counter() - start
         r = results[0]
         masks = (
@@ -327,6 +348,7 @@ def forward_only(
             "gflops": flops["total"] / 1e9 if flops else None,
         }
         for variant, predictor in predictors.items():
+            check_threads(f"forward {variant}")
             x = predictor.runner.to_input(batch)
             stats = measure(lambda r=predictor.runner, x=x: r(x), warmup=warmup, repeats=repeats)
             row[variant] = stats.to_dict()
@@ -338,6 +360,7 @@ def forward_only(
                 with torch.inference_mode():
                     net(x)
 
+            check_threads("forward oracle")
             row["oracle"] = measure(oracle_forward, warmup=warmup, repeats=repeats).to_dict()
         if row["gflops"]:
             for key in [k for k in row if isinstance(row[k], dict)]:
@@ -357,6 +380,7 @@ def throughput(
     for b in batch_sizes:
         images = [image] * b
         predictor(images[:1], imgsz=imgsz)  # warm-up (lazy init, compile)
+        check_threads(f"throughput {variant} B={b}")
         stats = measure(
             lambda images=images, b=b: predictor(images, imgsz=imgsz, batch_size=b),
             warmup=0,
@@ -398,6 +422,7 @@ t_load = time.perf_counter() - t1
 t2 = time.perf_counter()
 call()
 t_first = time.perf_counter() - t2
+torch.set_num_threads(threads)  # the oracle's first call sets 1 thread on a 2-core machine
 t3 = time.perf_counter()
 call()
 t_second = time.perf_counter() - t3
@@ -608,12 +633,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global CONF
+    global CONF, THREADS
     args = parse_args(argv)
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
         return 0
-    CONF = args.conf
+    CONF, THREADS = args.conf, args.threads
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     oracle_cls = None if args.no_oracle else import_oracle(args.threads)

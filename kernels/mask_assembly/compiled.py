@@ -11,8 +11,10 @@ Computes only the pixels inside each mask's region (its crop box in the output f
 i.e. out = Wy @ S @ Wx^T with the two-nonzero bilinear matrices applied as gathers (ATen's weights and
 x-then-y order, see `plan.py`). Only the region's active window is computed and stored (the
 sub-rectangle outside which every y tap reads values <= threshold, so the mask is provably false
-there; see `active_window`). Memory: the bool crops plus two reused float blocks of `BLOCK_PIXELS`
-(the y pass runs in row blocks with in-place ops, writing the crop in place).
+there; see `active_window`). Two passes: first every mask's x pass and window (small), then one
+flat bool buffer of the exact total size, into which each window's y pass writes in place (no final
+concatenation: 300 retina masks went 219 -> 157 ms). Memory: the bool crops, the x-pass values
+(proto rows x window columns per mask) and two reused float blocks of `BLOCK_PIXELS`.
 
 `assemble_masks_eager` is the fast CPU path. `assemble_masks_compiled` runs the y pass + threshold
 (the only per-output-pixel work) through `torch.compile(dynamic=True)` instead (crops >=
@@ -201,7 +203,8 @@ def assemble_from_plan(
     keep = plan.keep.tolist() if plan.keep is not None else None
     rows, cols = plan.rows, plan.cols
     windows = [[0, 0, 0, 0] for _ in range(n)]  # stored [x0, y0, x1, y1) per mask
-    crops: list[torch.Tensor] = []
+    # pass 1: x pass and active window of every mask (small: proto rows x output columns)
+    pending: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for i in range(n):
         x0, y0, x1, y1 = boxes[4 * i : 4 * i + 4]
         if x1 <= x0 or y1 <= y0:
@@ -223,22 +226,22 @@ def assemble_from_plan(
         ya, yb, xa, xb = active_window(across, row_index, plan.threshold)
         if yb <= ya:
             continue  # provably empty
-        crop = torch.empty((yb - ya, xb - xa), dtype=torch.bool, device=device)
-        rows_fn(
-            across[:, xa:xb],
-            row_index[:, ya:yb],
-            rows.weight[:, y0 + ya : y0 + yb],
-            plan.threshold,
-            crop,
-            work,
-        )
         windows[i] = [x0 + xa, y0 + ya, x0 + xb, y0 + yb]
-        crops.append(crop.view(-1))
-    regions = torch.tensor(windows, dtype=torch.int64, device=device).reshape(n, 4)
-    sizes = (regions[:, 3] - regions[:, 1]) * (regions[:, 2] - regions[:, 0])
-    offsets = torch.zeros(n + 1, dtype=torch.int64, device=device)
+        pending.append(
+            (i, across[:, xa:xb], row_index[:, ya:yb], rows.weight[:, y0 + ya : y0 + yb])
+        )
+    regions = torch.tensor(windows, dtype=torch.int64).reshape(n, 4)
+    sizes = (regions[:, 3] - regions[:, 1]) * (regions[:, 2] - regions[:, 0])  # (N,)
+    offsets = torch.zeros(n + 1, dtype=torch.int64)
     torch.cumsum(sizes, 0, out=offsets[1:])
-    data = torch.cat(crops) if crops else torch.zeros(0, dtype=torch.bool, device=device)
+    # pass 2: y pass + threshold of each window straight into one flat buffer (no final concat)
+    data = torch.empty(int(offsets[-1]), dtype=torch.bool, device=device)
+    starts = offsets.tolist()
+    for i, across, row_index, row_weight in pending:
+        x0, y0, x1, y1 = windows[i]
+        crop = data[starts[i] : starts[i + 1]].view(y1 - y0, x1 - x0)
+        rows_fn(across, row_index, row_weight, plan.threshold, crop, work)
+    regions, offsets = regions.to(device), offsets.to(device)
     return CompactMasks(regions, data, offsets, plan.frame_hw)
 
 
