@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -10,6 +11,9 @@ class ConvBnAct(nn.Module):
     """Conv2d (no bias, 'same' padding) -> BatchNorm2d -> SiLU; YOLOv8's `Conv`.
 
     After `fuse_conv_bn` the BatchNorm becomes an Identity and the conv carries a bias.
+    Without autograd (inference) the SiLU runs in place on the fresh conv/BN output: the same
+    values, but no new activation tensor per layer (~8 % of a CPU forward at 1024, what the oracle
+    also does); with autograd it stays out of place, as its backward needs the input.
     """
 
     def __init__(
@@ -21,7 +25,10 @@ class ConvBnAct(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        y = self.bn(self.conv(x))  # a new tensor: never the caller's x
+        if torch.is_grad_enabled():
+            return self.act(y)
+        return F.silu(y, inplace=True)
 
 
 class Bottleneck(nn.Module):

@@ -240,3 +240,26 @@ def test_fuse_rejects_unknown_formula() -> None:
         ValueError, match=r"unknown fuse formula 'v9'; expected 'v8.0' or 'current'"
     ):
         fuse_conv_bn(model, formula="v9")  # type: ignore[arg-type]
+
+
+def test_conv_bn_act_inplace_silu_only_without_autograd():
+    """Inference runs the SiLU in place (no new activation tensor); values equal the out-of-place
+    path, the caller's input is untouched, and training still back-propagates."""
+    torch.manual_seed(0)
+    layer = ConvBnAct(4, 6, 3).eval()
+    x = torch.randn(2, 4, 9, 11)
+    x_before = x.clone()
+    with torch.no_grad():
+        conv_out = layer.bn(layer.conv(x))
+        expected = conv_out * torch.sigmoid(conv_out)
+    with torch.inference_mode():
+        fast = layer(x)
+    assert torch.allclose(fast, expected, rtol=0, atol=1e-6)
+    assert torch.equal(fast, torch.nn.functional.silu(conv_out))  # bit-identical to out of place
+    assert torch.equal(x, x_before)
+    layer.train()
+    x.requires_grad_(True)
+    out = layer(x)
+    out.sum().backward()  # would raise if the SiLU had overwritten what its backward needs
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert torch.equal(x.detach(), x_before)
