@@ -22,14 +22,12 @@ The oracle is imported only here (never by the product): it is AGPL and a test/b
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ import numpy as np
 import torch
 
 from bench.common import REPO_ROOT, env_info, load_average, measure, summarize, write_json
+from fastsam_core.stage_timing import StageClock, instrumented
 
 IMAGES_DIR = Path(os.environ.get("FASTSAM_BENCH_IMAGES", REPO_ROOT.parent / "shared" / "images"))
 DEFAULT_IMAGES = {"sparse": "dogs.jpg", "dense": "sa_862.jpg"}
@@ -104,77 +103,10 @@ def load_images(names: list[str], quick: bool) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- our side
 
 
-class StageClock:
-    """Accumulates seconds per stage name for the current call."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-
-    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            with self.stage(name):
-                return fn(*args, **kwargs)
-
-        return timed
-
-
-class _TimedRunner:
-    """Proxy of `Predictor.runner` timing `to_input` (preprocess) and the forward pass."""
-
-    def __init__(self, runner: Any, clock: StageClock) -> None:
-        self.runner, self.clock = runner, clock
-
-    def to_input(self, batch: torch.Tensor) -> torch.Tensor:
-        with self.clock.stage("preprocess"):
-            return self.runner.to_input(batch)
-
-    def __call__(self, x: torch.Tensor) -> Any:
-        with self.clock.stage("forward"):
-            return self.runner(x)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.runner, name)
-
-
-@contextlib.contextmanager
-def instrumented(predictor: Any, clock: StageClock) -> Iterator[None]:
-    """Time the predictor's steps by wrapping them (module globals restored on exit). CPU only
-    needs no syncs; on CUDA the stage split is approximate (e2e totals are synced)."""
-    import fastsam_core.predictor as module
-
-    saved = {
-        name: getattr(module, name)
-        for name in ("non_max_suppression", "get_mask_backend", "prompt")
-    }
-    module.non_max_suppression = clock.wrap("nms", saved["non_max_suppression"])
-    module.get_mask_backend = lambda name: clock.wrap("masks", saved["get_mask_backend"](name))
-    module.prompt = clock.wrap("prompt", saved["prompt"])
-    runner, letterbox_batch = predictor.runner, predictor._letterbox_batch
-    predictor.runner = _TimedRunner(runner, clock)
-    predictor._letterbox_batch = clock.wrap("preprocess", letterbox_batch)
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(module, name, fn)
-        predictor.runner = runner
-        del predictor._letterbox_batch  # back to the class's staticmethod
-
-
 def best_mask_backend(device: torch.device) -> str:
-    from fastsam_core import mask_backends
+    from fastsam_core.mask_backends import auto_backend_name
 
-    if hasattr(mask_backends, "auto_backend_name"):
-        return mask_backends.auto_backend_name(device)
-    return "reference"
+    return auto_backend_name(device)
 
 
 VARIANTS: dict[str, dict[str, Any]] = {

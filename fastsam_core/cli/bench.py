@@ -10,11 +10,9 @@ torch profiler (chrome) trace of one warm call.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,56 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-
-        return timed
-
-
-class _TimedRunner:
-    """Stands in for `Predictor.runner`: input conversion counts as preprocess, then forward."""
-
-    def __init__(self, runner: Any, clock: _Clock) -> None:
-        self.to_input = clock.wrap("preprocess", runner.to_input)
-        self._forward = clock.wrap("forward", runner)
-
-    def __call__(self, x: Any) -> Any:
-        return self._forward(x)
-
-
-@contextlib.contextmanager
-def _instrumented(predictor: Any, clock: _Clock) -> Iterator[None]:
-    """Wrap the predictor's steps with timers for one call (restored on exit)."""
-    import fastsam_core.predictor as module
-
-    saved: dict[str, Any] = {
-        "non_max_suppression": module.non_max_suppression,
-        "get_mask_backend": module.get_mask_backend,
-    }
-    nms, get_backend = saved["non_max_suppression"], saved["get_mask_backend"]
-    setattr(module, "non_max_suppression", clock.wrap("nms", nms))  # noqa: B010 - patched for timing
-    setattr(module, "get_mask_backend", lambda name: clock.wrap("masks", get_backend(name)))  # noqa: B010
-    runner = predictor.runner
-    predictor.runner = _TimedRunner(runner, clock)
-    predictor._letterbox_batch = clock.wrap("preprocess", type(predictor)._letterbox_batch)
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(module, name, fn)
-        predictor.runner = runner
-        del predictor._letterbox_batch
-
-
 def _sync(device: Any) -> None:
     import torch
 
@@ -127,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fastsam_core.io.images import load_images
     from fastsam_core.predictor import Predictor
+    from fastsam_core.stage_timing import StageClock, instrumented
 
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError(
@@ -154,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
         samples: dict[str, list[float]] = {}
         detections = 0
         for i in range(args.warmup + args.repeats):
-            clock = _Clock()
-            with _instrumented(predictor, clock):
+            clock = StageClock()
+            with instrumented(predictor, clock):
                 _sync(device)
                 start = time.perf_counter()
                 (result,) = predictor.predict_images([image])
