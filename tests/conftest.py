@@ -36,3 +36,16 @@ def oracle_checkpoint() -> Callable[..., Path]:
         return oracle_checkpoints([CheckpointRecipe(**fields)])[0]  # type: ignore[arg-type]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module of tiny-tensor training tests: intra-op threads cost more
+    than they save there, and thrash a shared CPU (measured 0.75 s vs 12-35 s per training step
+    with 2 threads on a loaded 2-core machine). Use with `pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,20 +22,10 @@ from fastsam_core.config import yolov8_seg_config
 from fastsam_core.model.yolov8_seg import build_model
 from fastsam_core.train.loss import SegTargets, YoloSegLoss
 
-pytestmark = pytest.mark.oracle
+pytestmark = [pytest.mark.oracle, pytest.mark.usefixtures("one_thread")]
 
 TOL = 1e-4
 H, W = 128, 160  # network input; protos are (32, 40)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads cost more than they save, and thrash a shared CPU (measured
-    0.75 s vs 12-35 s per training step with 2 threads on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from fastsam_core.eval.coco import evaluate, ground_truth
 from fastsam_core.export.rle import encode_dense
@@ -16,14 +15,7 @@ from fastsam_core.train.synthetic import make_synthetic_dataset
 pytest.importorskip("pycocotools", reason="needs the `eval` extra")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads cost more than they save, and thrash a shared CPU (measured
-    0.75 s vs 12-35 s per training step with 2 threads on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,7 @@ from fastsam_core.train.trainer import TrainConfig, Trainer, build_training_mode
 IMGSZ = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads cost more than they save, and thrash a shared CPU (measured
-    0.75 s vs 12-35 s per training step with 2 threads on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
