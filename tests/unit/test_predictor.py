@@ -6,7 +6,6 @@ recalibrated on real photos, then the class bias shifted so conf 0.4 keeps a few
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -21,28 +20,14 @@ from fastsam_core.io import load_image
 from fastsam_core.model.yolov8_seg import YoloV8Seg, build_model
 from fastsam_core.ops.letterbox import letterbox, letterbox_geometry
 from fastsam_core.ops.nms import Detections
+from tests.support.small_nets import calibrate_random_net, small_photos
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "images"
 IMGSZ = 320
 
 
 def _photos() -> list[torch.Tensor]:
     """Four real photos downscaled (long side 400 px; sizes differ) as (H, W, 3) uint8 RGB."""
-    if len(sorted(IMAGES.glob("*.jpg"))) < 4:
-        pytest.skip(f"needs real photos in {IMAGES}")
-    return list(_load_photos())
-
-
-@functools.lru_cache(maxsize=1)
-def _load_photos() -> tuple[torch.Tensor, ...]:
-    paths = sorted(IMAGES.glob("*.jpg"))[:4]
-    out = []
-    for p in paths:
-        with Image.open(p) as img:
-            r = 400 / max(img.size)
-            small = img.convert("RGB").resize((round(img.width * r), round(img.height * r)))
-        out.append(torch.from_numpy(np.asarray(small).copy()))
-    return tuple(out)
+    return small_photos(4, 400)
 
 
 @pytest.fixture(scope="module")
@@ -53,20 +38,7 @@ def model() -> YoloV8Seg:
     inputs = [
         letterbox(im, letterbox_geometry(im.shape[1:], IMGSZ))[None].float() / 255 for im in images
     ]  # exactly what the predictor feeds, (1, 3, H, W) each
-    with torch.no_grad():
-        bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None  # cumulative average over the photos
-        net.train()
-        for x in inputs:
-            net(x)
-        net.eval()
-        # Shift the class bias so every photo has >= 20 anchors above conf 0.4.
-        kth = min(float(net(x).class_logits.flatten().topk(20).values[-1]) for x in inputs)
-        for branch in net.head.class_branch:
-            branch[-1].bias.add_(float(np.log(0.4 / 0.6)) - kth + 1e-3)
-    return net
+    return calibrate_random_net(net, inputs)  # >= 20 anchors above conf 0.4 on every photo
 
 
 @pytest.fixture(scope="module")

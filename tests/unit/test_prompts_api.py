@@ -3,36 +3,21 @@ validation before the network runs, combined prompts, PromptResults subsetting."
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from fastsam_core import Predictor, Results
 from fastsam_core.config import yolov8_seg_config
 from fastsam_core.model.yolov8_seg import YoloV8Seg, build_model
 from fastsam_core.prompts import PromptResults, prompt
 from tests.support.prompt_data import synthetic_results
+from tests.support.small_nets import calibrate_random_net, small_photos
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "images"
 IMGSZ = 256
 
 
-@functools.lru_cache(maxsize=2)
 def _photos(count: int = 2) -> list[torch.Tensor]:
-    paths = sorted(IMAGES.glob("*.jpg"))[:count]
-    if len(paths) < count:
-        pytest.skip(f"needs real photos in {IMAGES}")
-    out = []
-    for p in paths:
-        with Image.open(p) as img:
-            r = 300 / max(img.size)
-            small = img.convert("RGB").resize((round(img.width * r), round(img.height * r)))
-        out.append(torch.from_numpy(np.asarray(small).copy()))  # (H0, W0, 3) uint8 RGB
-    return out
+    return small_photos(count, 300)  # (H0, W0, 3) uint8 RGB
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +27,7 @@ def predictor() -> Predictor:
     net: YoloV8Seg = build_model(yolov8_seg_config("n", imgsz=IMGSZ))
     inputs = [p.permute(2, 0, 1)[None].float() / 255 for p in _photos()]
     inputs = [torch.nn.functional.interpolate(x, size=(IMGSZ, IMGSZ)) for x in inputs]
-    with torch.no_grad():
-        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.reset_running_stats()
-            bn.momentum = None
-        net.train()
-        for x in inputs:
-            net(x)
-        net.eval()
-        kth = min(float(net(x).class_logits.flatten().topk(20).values[-1]) for x in inputs)
-        for branch in net.head.class_branch:
-            branch[-1].bias.add_(float(np.log(0.4 / 0.6)) - kth + 1e-3)
+    calibrate_random_net(net, inputs)  # ~20 boxes above conf 0.4
     return Predictor(net, imgsz=IMGSZ)
 
 

@@ -9,12 +9,8 @@ disagreeing), boxes and scores within the tolerance written beside each option.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from fastsam_core import Predictor
 from fastsam_core.config import yolov8_seg_config
@@ -29,24 +25,15 @@ from fastsam_core.runtime import (
     crop_output,
     resolve_fast,
 )
+from tests.support.small_nets import calibrate_random_net, small_photos
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "images"
 IMGSZ = 256
 OPTIONS = {"imgsz": IMGSZ, "retina_masks": False}  # letterbox-frame masks: fast to build
 
 
 def _photos(count: int = 3) -> list[torch.Tensor]:
     """Real photos downscaled (long side 320 px; aspect ratios differ) as (H, W, 3) uint8 RGB."""
-    paths = sorted(IMAGES.glob("*.jpg"))[:count]
-    if len(paths) < count:
-        pytest.skip(f"needs {count} real photos in {IMAGES}")
-    out = []
-    for p in paths:
-        with Image.open(p) as img:
-            r = 320 / max(img.size)
-            small = img.convert("RGB").resize((round(img.width * r), round(img.height * r)))
-        out.append(torch.from_numpy(np.asarray(small).copy()))
-    return out
+    return small_photos(count, 320)
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +44,7 @@ def model() -> YoloV8Seg:
         letterbox(im.permute(2, 0, 1), letterbox_geometry(im.shape[:2], IMGSZ))[None].float() / 255
         for im in _photos()
     ]  # (1, 3, H, W) each, as the predictor feeds them
-    with torch.no_grad():
-        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.reset_running_stats()
-            bn.momentum = None  # cumulative average over the photos
-        net.train()
-        for x in inputs:
-            net(x)
-        net.eval()
-        kth = min(float(net(x).class_logits.flatten().topk(20).values[-1]) for x in inputs)
-        for branch in net.head.class_branch:  # >= 20 anchors above conf 0.4 on every photo
-            branch[-1].bias.add_(float(np.log(0.4 / 0.6)) - kth + 1e-3)
-    return net
+    return calibrate_random_net(net, inputs)  # >= 20 anchors above conf 0.4 on every photo
 
 
 @pytest.fixture(scope="module")
