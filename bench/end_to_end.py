@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from bench.common import REPO_ROOT, env_info, load_average, measure, summarize, write_json
+from fastsam_core.mask_backends import auto_backend_name
 from fastsam_core.stage_timing import StageClock, instrumented
 
 IMAGES_DIR = Path(os.environ.get("FASTSAM_BENCH_IMAGES", REPO_ROOT.parent / "shared" / "images"))
@@ -103,12 +104,6 @@ def load_images(names: list[str], quick: bool) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- our side
 
 
-def best_mask_backend(device: torch.device) -> str:
-    from fastsam_core.mask_backends import auto_backend_name
-
-    return auto_backend_name(device)
-
-
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {"fast": False, "mask_backend": "reference"},
     "fast": {"fast": True, "mask_backend": "best"},
@@ -122,7 +117,7 @@ def _resolved_spec(variant: str, device: torch.device | None = None) -> dict[str
     device = device or torch.device("cpu")
     spec = dict(VARIANTS[variant])
     if spec["mask_backend"] == "best":
-        spec["mask_backend"] = best_mask_backend(device)
+        spec["mask_backend"] = auto_backend_name(device)
     return spec
 
 
@@ -581,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "env": env_info(device), "args": {k: str(v) for k, v in vars(args).items()},
         "checkpoint": str(checkpoint), "weights": str(weights),
-        "mask_backend_fast": best_mask_backend(device), "cases": [],
+        "mask_backend_fast": auto_backend_name(device), "cases": [],
     }  # fmt: skip
     load_seconds = {}
     predictors = {}
