@@ -185,7 +185,8 @@ def resize_linear_hwc(
     """Bilinear resize of an (H0, W0, C) uint8 image, bit-exact with ``cv2.resize(INTER_LINEAR)``.
 
     Channels-last is the layout decoded images already have, and where the column gather is a
-    cheap ``torch.gather`` over contiguous rows (~10x faster than gathering CHW planes).
+    cheap ``torch.gather`` over contiguous rows (1500x2250 -> 1024 wide: 1.2 ms, vs 7.2 ms for
+    ``index_select`` over CHW planes).
 
     Args:
         image: (H0, W0, C) uint8.
