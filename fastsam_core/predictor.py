@@ -41,6 +41,7 @@ from typing import Any, Literal, cast
 import torch
 
 from fastsam_core.compact_masks import CompactMasks
+from fastsam_core.devices import resolve_device
 from fastsam_core.io.images import ImageSource, LoadedImage, load_images
 from fastsam_core.mask_backends import MASK_BACKENDS, MaskRule, Postprocess, get_mask_backend
 from fastsam_core.model.fuse import FuseFormula, fuse_conv_bn
@@ -139,33 +140,6 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda if available else cpu; checks that a requested device exists."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"invalid device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'"
-        ) from err
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {str(device)!r} requested but CUDA is not available "
-                "(torch.cuda.is_available() is False); use device='cpu'"
-            )
-        count = torch.cuda.device_count()
-        if resolved.index is not None and resolved.index >= count:
-            raise ValueError(
-                f"device {str(device)!r} does not exist: {count} CUDA device(s) visible "
-                f"(cuda:0..cuda:{count - 1})"
-            )
-    elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(device)!r} requested but MPS is not available; use 'cpu'")
-    return resolved
 
 
 def _load_network(

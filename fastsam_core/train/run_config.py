@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 
 from fastsam_core.config import yolov8_seg_config
 from fastsam_core.model.yolov8_seg import YoloV8Seg, build_model
@@ -98,15 +97,6 @@ class TrainConfig:
         data["augment"] = AugmentConfig(**data.get("augment", {}))
         data["freeze"] = tuple(data.get("freeze", ()))
         return cls(**data)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return device
 
 
 def build_training_model(

@@ -27,7 +27,8 @@ from fastsam_core.train.ddp import DistInfo, all_sum, barrier, cleanup_distribut
 from fastsam_core.train.ema import ModelEMA
 from fastsam_core.train.loader import SegmentationDataset, collate, epoch_batches
 from fastsam_core.train.loss import LOSS_NAMES, YoloSegLoss
-from fastsam_core.train.run_config import TrainConfig, build_training_model, resolve_device
+from fastsam_core.devices import resolve_device
+from fastsam_core.train.run_config import TrainConfig, build_training_model
 from fastsam_core.train.schedule import LRSchedule, build_optimizer
 
 logger = logging.getLogger(__name__)
