@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-
 from fastsam_core.config import yolov8_seg_config
 from fastsam_core.model.yolov8_seg import YoloV8Seg, build_model
 from fastsam_core.train.augment import AugmentConfig
