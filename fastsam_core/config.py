@@ -71,6 +71,33 @@ def _is_int_tuple(value: Any, length: int) -> bool:
     return isinstance(value, tuple) and len(value) == length and all(_is_int(v) for v in value)
 
 
+def _in(value: Any, low: int, high: int) -> bool:
+    return _is_int(value) and low <= value <= high
+
+
+# Upper bounds for configs read from files: far above any YOLOv8 scale (x: channels <= 640,
+# depths <= 6, proto 320, reg_max 26) yet small enough that building the model skeleton to
+# compare shapes is instant; a forged header cannot ask for 100k blocks or 2**40 channels.
+MAX_CHANNELS = 8192
+MAX_DEPTH = 64
+MAX_REG_MAX = 256
+MAX_CLASSES = 100_000
+MAX_MASK_COEFFS = 1024
+MAX_IMGSZ = 8192  # network input side; larger photos are letterboxed down to it
+MAX_NAME_CHARS = 256
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value) if not isinstance(value, (tuple, list)) or len(value) < 50 else None
+    if text is None or len(text) > limit:
+        return (
+            f"<{type(value).__name__} of length {len(value)}>"
+            if hasattr(value, "__len__")
+            else f"<{type(value).__name__}>"
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class YoloSegConfig:
     """A fully resolved YOLOv8-seg variant."""
@@ -97,28 +124,35 @@ class YoloSegConfig:
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         # Types first: configs also arrive as JSON from file headers (`from_dict`).
         checks = {
-            "channels": _is_int_tuple(self.channels, 5) and all(c > 0 for c in self.channels),
-            "depths": _is_int_tuple(self.depths, 4) and all(d > 0 for d in self.depths),
-            "neck_depth": _is_int(self.neck_depth) and self.neck_depth > 0,
-            "proto_channels": _is_int(self.proto_channels) and self.proto_channels > 0,
-            "num_classes": _is_int(self.num_classes) and self.num_classes > 0,
-            "reg_max": _is_int(self.reg_max) and self.reg_max > 1,
-            "num_mask_coeffs": _is_int(self.num_mask_coeffs) and self.num_mask_coeffs > 0,
+            "channels": _is_int_tuple(self.channels, 5)
+            and all(_in(c, 1, MAX_CHANNELS) for c in self.channels),
+            "depths": _is_int_tuple(self.depths, 4)
+            and all(_in(d, 1, MAX_DEPTH) for d in self.depths),
+            "neck_depth": _in(self.neck_depth, 1, MAX_DEPTH),
+            "proto_channels": _in(self.proto_channels, 1, MAX_CHANNELS),
+            "num_classes": _in(self.num_classes, 1, MAX_CLASSES),
+            "reg_max": _in(self.reg_max, 2, MAX_REG_MAX),
+            "num_mask_coeffs": _in(self.num_mask_coeffs, 1, MAX_MASK_COEFFS),
             "strides": self.strides == (8, 16, 32),
             "bn_eps": isinstance(self.bn_eps, (int, float))
             and not isinstance(self.bn_eps, bool)
             and 0 < self.bn_eps < 1,
             "scale": self.scale is None or self.scale in SCALES,
-            "imgsz": _is_int(self.imgsz) and self.imgsz > 0,
+            "imgsz": _in(self.imgsz, 1, MAX_IMGSZ),
             "class_names": isinstance(self.class_names, tuple)
-            and all(isinstance(n, str) for n in self.class_names),
+            and len(self.class_names) <= MAX_CLASSES
+            and all(isinstance(n, str) and len(n) <= MAX_NAME_CHARS for n in self.class_names),
             "class_hidden_override": self.class_hidden_override is None
-            or (_is_int(self.class_hidden_override) and self.class_hidden_override > 0),
+            or _in(self.class_hidden_override, 1, MAX_CHANNELS + MAX_CLASSES),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"invalid YoloSegConfig: {values}")
+            values = ", ".join(f"{name}={_short_repr(getattr(self, name))}" for name in bad)
+            raise ValueError(
+                f"invalid YoloSegConfig: {values} (types, or outside the bounds channels <= "
+                f"{MAX_CHANNELS}, depths <= {MAX_DEPTH}, reg_max 2..{MAX_REG_MAX}, num_classes <= "
+                f"{MAX_CLASSES}, imgsz <= {MAX_IMGSZ})"
+            )
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(
                 f"class_names has {len(self.class_names)} entries but num_classes is "

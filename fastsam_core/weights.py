@@ -1,9 +1,19 @@
-"""One-call model loading from `.safetensors` (converted) or `.pt` (official) files (spec §2.5)."""
+"""Model files: loading `.safetensors` (converted) or `.pt` (official), writing `.safetensors`.
+
+The one home of our safetensors format (spec §2.5): tensors named like `YoloV8Seg.state_dict()`,
+the config as JSON under the header key `CONFIG_KEY`. `save_weights` writes it atomically;
+`load_model` / `load_config` read it, checking the header against the config before any module
+is built and every value after the cast to fp32.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import secrets
+import stat
 from pathlib import Path
 from typing import cast
 
@@ -15,19 +25,44 @@ from fastsam_core.model.yolov8_seg import YoloV8Seg
 
 logger = logging.getLogger(__name__)
 
-CONFIG_KEY = "fastsam_config"  # must equal fastsam_weights_convert.CONFIG_KEY
+CONFIG_KEY = "fastsam_config"  # safetensors header key holding `YoloSegConfig.to_dict()` JSON
+FORMAT_KEY = "fastsam_format"
+FORMAT_VERSION = "1"
 _SUFFIXES = (".pt", ".pth", ".safetensors")
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
     from safetensors import SafetensorError  # bad headers, offsets, dtypes
 
-    return (SafetensorError, OSError, ValueError, RuntimeError, TypeError)
+    return (SafetensorError, OSError, ValueError, RuntimeError, TypeError, MemoryError)
+
+
+def check_regular_file(path: Path, what: str = "checkpoint") -> int:
+    """Size of `path`, refusing missing paths, folders, FIFOs and devices (reading would hang)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except OSError as err:  # symlink loops, permissions
+        raise ValueError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ValueError(f"{path} is a directory; expected a {what} file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a regular file (a FIFO, socket or device); refusing it")
+    return info.st_size
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path}")
+    check_regular_file(path, "model file")
     if path.suffix not in _SUFFIXES:
         raise ValueError(
             f"unsupported model file {path.name!r}: expected one of {_SUFFIXES} (an official "
@@ -63,7 +98,7 @@ def _safetensors_config(path: Path) -> YoloSegConfig:
         )
     try:
         return YoloSegConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, RecursionError) as err:
         raise ValueError(f"{path}: invalid {CONFIG_KEY!r} in the header: {err}") from None
 
 
@@ -222,13 +257,127 @@ def load_model(
             state_dict = load_file(str(path))
         except _read_errors() as err:
             raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
+        # fp32 first, then the finite check: float64 values beyond fp32's range become inf.
+        state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
         check_finite(state_dict, str(path))
     else:
         state_dict, cfg = _convert_pt(path)
-    model = YoloV8Seg(cfg)  # sizes already checked against the tensors, so this is bounded
-    model.load_state_dict(state_dict, strict=True)
+    try:
+        model = YoloV8Seg(cfg)  # sizes already checked against the tensors, so this is bounded
+        model.load_state_dict(state_dict, strict=True)
+    except (RuntimeError, MemoryError) as err:
+        raise ValueError(f"{path}: the weights do not load into YoloV8Seg ({err})") from None
     model = model.to(device).float().eval().requires_grad_(False)
     if fuse:
         model = cast(YoloV8Seg, fuse_conv_bn(model))
     logger.debug("loaded %s (%s)", path, cfg.scale or "custom")
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing.
+
+
+def _check_output(out_path: Path, force: bool, how: str) -> None:
+    if out_path.suffix != ".safetensors":
+        raise ValueError(f"output must end in .safetensors, got {out_path.name!r}")
+    if out_path.is_dir():
+        raise ValueError(f"{out_path} is a directory; give a file name ending in .safetensors")
+    if out_path.exists() and not force:
+        raise FileExistsError(f"{out_path} already exists; pass {how} to overwrite it")
+
+
+def _new_temp_file(directory: Path, name: str) -> Path:
+    """An empty file beside the output (O_EXCL: never an existing file or a planted symlink),
+    with the umask's permissions (mkstemp's are 0600, which the renamed output would keep)."""
+    for _ in range(100):
+        tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary file in {directory}")
+
+
+def _publish_new(tmp: Path, out_path: Path) -> None:
+    """Move `tmp` to `out_path` only if nothing is there, even if a file appeared meanwhile."""
+    try:
+        os.link(tmp, out_path)  # atomic create-if-absent
+    except FileExistsError:
+        raise FileExistsError(
+            f"{out_path} appeared while writing; pass --force (--overwrite) to overwrite it"
+        ) from None
+    except OSError:  # no hard links on this filesystem: check, then rename
+        if out_path.exists():
+            raise FileExistsError(f"{out_path} already exists; pass --force to overwrite") from None
+        os.replace(tmp, out_path)
+
+
+def _owned_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, each with its own storage (safetensors refuses shared ones)."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in state_dict.items():
+        t = value.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen or t.untyped_storage().nbytes() != t.numel() * t.element_size():
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[key] = t
+    return out
+
+
+def save_weights(
+    state_dict: dict[str, torch.Tensor],
+    cfg: YoloSegConfig,
+    out_path: str | Path,
+    force: bool = False,
+    extra_metadata: dict[str, str] | None = None,
+) -> str:
+    """Write `state_dict` + `cfg` (JSON in the header) as `.safetensors`, atomically.
+
+    The file is written under a temporary name beside `out_path` and renamed into place, so a
+    failure or Ctrl-C leaves no partial output (and an existing file untouched).
+
+    Args:
+        state_dict: tensors of `YoloV8Seg(cfg)`.
+        cfg: stored under the header metadata key `CONFIG_KEY`.
+        out_path: destination; refused if it exists unless `force`.
+        extra_metadata: more string entries for the header (e.g. the source file).
+    Returns:
+        The sha256 hex digest of the written file.
+    Raises:
+        FileExistsError: `out_path` exists (also if it appeared while writing) and not `force`.
+        ValueError: `out_path` does not end in .safetensors, or is a directory.
+        OSError: the file could not be written (disk full, permissions), nothing left behind.
+    """
+    from safetensors.torch import save_file
+
+    out_path = Path(out_path)
+    _check_output(out_path, force, "force=True (--force / --overwrite)")
+    metadata = {
+        **(extra_metadata or {}),
+        CONFIG_KEY: json.dumps(cfg.to_dict()),
+        FORMAT_KEY: FORMAT_VERSION,
+        "format": "pt",
+    }
+    tensors = _owned_tensors(state_dict)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_temp_file(out_path.parent, out_path.name)
+    mode = tmp.stat().st_mode  # 0o666 minus the umask
+    try:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except Exception as err:  # safetensors reports ENOSPC and friends as its own errors
+            raise OSError(f"{out_path}: could not write the weights ({err})") from None
+        os.chmod(tmp, mode)  # safetensors may replace the file with its own 0600 temp file
+        digest = sha256_file(tmp)
+        if force:
+            os.replace(tmp, out_path)  # atomic on POSIX: readers see the old file or the new one
+        else:
+            _publish_new(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest

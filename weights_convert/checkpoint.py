@@ -19,6 +19,28 @@ _MODEL_SLOTS = ("ema", "model")
 _STATE_DICT_SLOTS = ("ema", "model", "state_dict", "model_state_dict")
 _FIX = "convert an official ultralytics/FastSAM .pt checkpoint (e.g. FastSAM-x.pt) instead"
 _MAX_DEPTH = 32  # YOLOv8 nests 6 deep (model.22.cv2.0.0.conv); deeper means a forged graph
+_MAX_MODULES = 100_000  # FastSAM-x has ~400 modules; a DAG of shared modules must not explode
+_MAX_NAMES = 100_000  # class names (LVIS has 1203)
+_MAX_TEXT = 256  # characters of a metadata string (class name, version, yaml file)
+
+
+def _short(obj: Any, limit: int = 60) -> str:
+    """A bounded description of untrusted content: strings and ints shown, else the type."""
+    if isinstance(obj, str):
+        return repr(obj[:limit]) + ("..." if len(obj) > limit else "")
+    if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) < 10**18:
+        return str(obj)
+    return f"<{type(obj).__name__}>"
+
+
+def _text(value: Any) -> str | None:
+    """A flat, bounded metadata string, or None."""
+    return value if isinstance(value, str) and len(value) <= _MAX_TEXT else None
+
+
+def _small_int(value: Any) -> int | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 31
+    return value if ok else None
 
 
 def is_state_dict(obj: Any) -> bool:
@@ -41,7 +63,7 @@ def normalize_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def _describe_state_dict(state_dict: dict[str, torch.Tensor]) -> str:
-    first = next(iter(state_dict))
+    first = next(iter(state_dict))[:80]
     if first.startswith(("backbone.", "neck.", "head.")):
         hint = (
             "these are fastsam_core YoloV8Seg tensors without a config; write them with "
@@ -86,8 +108,9 @@ def checkpoint_source(ckpt: Any) -> tuple[nn.Module | dict[str, torch.Tensor], s
                 return state_dict, slot
             raise ValueError(f"holds under {slot!r} {_describe_state_dict(ckpt[slot])}")
     slots = {slot: type(ckpt.get(slot)).__name__ for slot in _STATE_DICT_SLOTS if slot in ckpt}
+    keys = sorted(_short(k, 30) for k in list(ckpt)[:12])
     raise ValueError(
-        f"is a dict with keys {sorted(map(str, ckpt))[:12]} but neither 'ema' nor 'model' holds a "
+        f"is a dict with keys {keys} but neither 'ema' nor 'model' holds a "
         f"pickled model or state dict (found {slots or 'no such keys'}); {_FIX}"
     )
 
@@ -98,15 +121,15 @@ def checkpoint_model(ckpt: dict[str, Any]) -> tuple[nn.Module, str]:
         model = ckpt.get(slot)
         if isinstance(model, nn.Module):
             return model, slot
-    raise ValueError(
-        f"checkpoint has no pickled model in 'ema' or 'model' (keys: {sorted(map(str, ckpt))})"
-    )
+    keys = sorted(_short(k, 30) for k in list(ckpt)[:12])
+    raise ValueError(f"checkpoint has no pickled model in 'ema' or 'model' (keys: {keys})")
 
 
 def flat_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Persistent parameters and buffers keyed like `state_dict()` ('model.0.conv.weight')."""
     out: dict[str, torch.Tensor] = {}
     ancestors: set[int] = set()  # shared modules are fine (8.0.x shares one SiLU), cycles are not
+    visits = [0]
 
     def entries(module: Any, attr: str, where: str) -> dict:
         value = vars(module).get(attr, {})
@@ -126,6 +149,12 @@ def flat_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             raise ValueError(
                 f"checkpoint entry {where} contains itself or nests deeper than {_MAX_DEPTH}; "
                 "the module graph is not a YOLO network"
+            )
+        visits[0] += 1
+        if visits[0] > _MAX_MODULES:
+            raise ValueError(
+                f"checkpoint module graph has more than {_MAX_MODULES} module visits (shared "
+                "submodules nested many times); not a YOLO network"
             )
         ancestors.add(id(module))
         skip = vars(module).get("_non_persistent_buffers_set", set())
@@ -177,35 +206,55 @@ def checkpoint_metadata(ckpt: Any, model: nn.Module | None, slot: str) -> dict[s
         attrs = vars(model)
         meta["model_type"] = _type_name(model)
         yaml = attrs.get("yaml")
-        if isinstance(yaml, dict):
-            meta.update({k: yaml[k] for k in ("scale", "nc", "reg_max") if k in yaml})
-            meta["yaml_file"] = yaml.get("yaml_file")
-        names = attrs.get("names")
-        if isinstance(names, (list, tuple)):
-            names = dict(enumerate(names))
-        if isinstance(names, dict) and all(type(k) is int for k in names):
-            meta["names"] = {k: str(v) for k, v in names.items()}
+        if isinstance(yaml, dict):  # only flat, bounded values: they end up in error messages
+            meta.update({k: _text(yaml[k]) for k in ("scale",) if k in yaml})
+            meta.update({k: _small_int(yaml[k]) for k in ("nc", "reg_max") if k in yaml})
+            meta["yaml_file"] = _text(yaml.get("yaml_file"))
+        names = _class_names(attrs.get("names"))
+        if names is not None:
+            meta["names"] = names
         inner = attrs.get("_modules", {}).get("model")
         if isinstance(inner, nn.Module) and vars(inner).get("_modules"):
-            layers = list(vars(inner)["_modules"].values())
-            meta["layer_types"] = [_type_name(m).rsplit(".", 1)[-1] for m in layers]
+            layers = list(vars(inner)["_modules"].values())[:1000]
+            meta["layer_types"] = [_type_name(m).rsplit(".", 1)[-1][:_MAX_TEXT] for m in layers]
             head_attrs = vars(layers[-1])
-            meta["head_type"] = _type_name(layers[-1])
+            meta["head_type"] = _type_name(layers[-1])[:_MAX_TEXT]
             meta.update(
                 {
                     f"head_{k}": head_attrs[k]
                     for k in ("nc", "reg_max", "nm", "npr")
-                    if isinstance(head_attrs.get(k), int)
+                    if _small_int(head_attrs.get(k)) is not None
                 }
             )
         meta["bn_eps"] = _bn_eps(model)
     train_args = ckpt.get("train_args")
     if isinstance(train_args, dict):
-        if "imgsz" in train_args:
-            meta["imgsz"] = train_args["imgsz"]
-        if isinstance(train_args.get("task"), str):
+        imgsz = train_args.get("imgsz")
+        if _small_int(imgsz) is not None:
+            meta["imgsz"] = imgsz
+        elif type(imgsz) in (list, tuple) and 1 <= len(imgsz) <= 2:
+            if all(_small_int(v) is not None for v in imgsz):
+                meta["imgsz"] = list(imgsz)
+        if _text(train_args.get("task")):
             meta["task"] = train_args["task"]
     for key in ("version", "date"):
-        if isinstance(ckpt.get(key), str):
+        if _text(ckpt.get(key)):
             meta[key] = ckpt[key]
     return meta
+
+
+def _class_names(names: Any) -> dict[int, str] | None:
+    """`names` as {int: str} when it is a flat, bounded list or dict of strings, else None."""
+    if isinstance(names, (list, tuple)):
+        names = dict(enumerate(names)) if len(names) <= _MAX_NAMES else None
+    if not isinstance(names, dict) or len(names) > _MAX_NAMES:
+        return None
+    out: dict[int, str] = {}
+    for k, v in names.items():
+        if type(k) is not int or not isinstance(v, (str, int, float)) or isinstance(v, bool):
+            return None
+        text = v if isinstance(v, str) else str(v)
+        if len(text) > _MAX_TEXT:
+            return None
+        out[k] = text
+    return out

@@ -19,6 +19,7 @@ from fastsam_weights_convert.unpickle import (
     load_checkpoint,
     resolve_global,
 )
+from fastsam_weights_convert.allow_list import AllowList, SafeCall
 from torch import nn
 
 # --- hand-written pickles -----------------------------------------------------------------------
@@ -124,44 +125,73 @@ def test_getattr_is_guarded(tmp_path, owner_module, owner, attribute):
 
 
 def test_getattr_of_stub_forward_gives_inert_placeholder():
-    method = resolve_global("__builtin__", "getattr")(
-        resolve_global("ultralytics.nn.modules.head", "Detect"), "forward"
+    allow = AllowList()
+    method = allow.resolve("__builtin__", "getattr")(
+        allow.resolve("ultralytics.nn.modules.head", "Detect"), "forward"
     )
     with pytest.raises(RuntimeError, match="inert placeholder"):
         method(None)
+
+
+def test_getattr_of_a_stub_from_another_load_is_refused():
+    stub = AllowList().resolve("ultralytics.nn.modules.head", "Detect")
+    with pytest.raises(UnsafeCheckpointError, match="getattr"):
+        AllowList().resolve("__builtin__", "getattr")(stub, "forward")
 
 
 # --- what the allow-list does return ------------------------------------------------------------
 
 
 def test_ultralytics_classes_become_inert_stubs():
-    stub = resolve_global("ultralytics.nn.modules.block", "C2f")
+    allow = AllowList()
+    stub = allow.resolve("ultralytics.nn.modules.block", "C2f")
     assert issubclass(stub, UltralyticsStub) and stub.upstream == "ultralytics.nn.modules.block.C2f"
-    assert resolve_global("ultralytics.nn.modules.block", "C2f") is stub  # cached per name
+    assert allow.resolve("ultralytics.nn.modules.block", "C2f") is stub  # cached per name...
+    assert AllowList().resolve("ultralytics.nn.modules.block", "C2f") is not stub  # ...per load
     with pytest.raises(RuntimeError, match="inert stub"):
         stub()(torch.zeros(1))
 
 
 @pytest.mark.parametrize("module", ["ultralytics.yolo.utils", "ultralytics.utils"])
 def test_namespace_args(module):
-    assert resolve_global(module, "IterableSimpleNamespace") is ArgsNamespace
+    made = resolve_global(module, "IterableSimpleNamespace")()
+    assert type(made) is ArgsNamespace
 
 
 @pytest.mark.parametrize(
-    ("module", "name", "expected"),
+    ("module", "name", "args", "expected"),
     [
-        ("collections", "OrderedDict", OrderedDict),
-        ("__builtin__", "set", set),
-        ("builtins", "set", set),
-        ("torch", "Size", torch.Size),
-        ("torch._utils", "_rebuild_tensor_v2", torch._utils._rebuild_tensor_v2),
-        ("torch.nn.modules.conv", "Conv2d", nn.Conv2d),
-        ("torch.nn.modules.upsampling", "Upsample", nn.Upsample),
-        ("torch", "float16", torch.float16),
+        ("collections", "OrderedDict", (), OrderedDict()),
+        ("__builtin__", "set", ([1, 2],), {1, 2}),
+        ("builtins", "set", (), set()),
+        ("torch", "Size", ((2, 3),), torch.Size([2, 3])),
     ],
 )
-def test_allowed_globals_are_the_real_objects(module, name, expected):
-    assert resolve_global(module, name) is expected
+def test_allowed_constructors_are_checked_wrappers(module, name, args, expected):
+    """The pickle never gets the real class or function: a wrapper that checks arguments."""
+    found = resolve_global(module, name)
+    assert isinstance(found, SafeCall) and found is not expected
+    made = found(*args)
+    assert made == expected and type(made) is type(expected)
+
+
+@pytest.mark.parametrize(("module", "name"), [("collections", "OrderedDict"), ("torch", "Size")])
+def test_allowed_constructors_refuse_odd_arguments(module, name):
+    with pytest.raises(UnsafeCheckpointError):
+        resolve_global(module, name)(object(), 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "base"),
+    [
+        ("torch.nn.modules.conv", "Conv2d", nn.Conv2d),
+        ("torch.nn.modules.upsampling", "Upsample", nn.Upsample),
+    ],
+)
+def test_torch_module_classes_are_per_load_restore_only_subclasses(module, name, base):
+    cls = resolve_global(module, name)
+    assert issubclass(cls, base) and cls is not base
+    assert resolve_global(module, name) is not cls
 
 
 def test_torch_class_under_wrong_module_is_refused():
@@ -196,7 +226,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory(tmp_path):
-    with pytest.raises(ValueError, match="is not a file"):
+    with pytest.raises(ValueError, match="is a directory"):
         load_checkpoint(tmp_path)
 
 
@@ -233,7 +263,7 @@ def test_truncated_checkpoint(tmp_path, keep):
 
 def test_corrupt_pickle_inside_zip(tmp_path):
     path = write_torch_zip(tmp_path / "c.pt", b"\x80\x02garbage that is not a pickle")
-    with pytest.raises(ValueError, match="truncated or corrupt"):
+    with pytest.raises(ValueError, match="pickle is malformed.*corrupt"):
         load_checkpoint(path)
 
 
@@ -329,7 +359,7 @@ def test_calling_a_torch_module_class_is_refused(tmp_path, module, name):
     """REDUCE(Linear, (10**6, 10**6)) would initialise 4 TB; restoring needs no call."""
     call = _global(module, name) + _int(1_000_000) + _int(1_000_000) + b"\x86R"
     path = write_torch_zip(tmp_path / "bomb.pt", b"\x80\x02}" + _unicode("model") + call + b"s.")
-    with pytest.raises(UnsafeCheckpointError, match=rf"calls {module}\.{name}\(\.\.\.\)"):
+    with pytest.raises(UnsafeCheckpointError, match=rf"calls {module}\.{name}, which is not"):
         load_checkpoint(path)
 
 
@@ -340,7 +370,9 @@ def test_rebuild_from_type_cannot_call_module_classes(tmp_path):
             + _global("torch.nn.modules.linear", "Linear") + _global("torch", "Tensor") + args
             + b"}tR")  # fmt: skip
     path = write_torch_zip(tmp_path / "bomb.pt", b"\x80\x02}" + _unicode("model") + call + b"s.")
-    with pytest.raises(UnsafeCheckpointError, match=r"calls torch\.nn\.modules\.linear\.Linear"):
+    with pytest.raises(
+        UnsafeCheckpointError, match=r"_rebuild_from_type_v2 with torch\.nn\.modules\.linear\.Linear"
+    ):
         load_checkpoint(path)
 
 
@@ -403,7 +435,7 @@ def write_raw_checkpoint(path: Path, obj, records: dict[str, bytes]) -> Path:
 def test_rebuild_tensor_misuse_is_a_clean_error(tmp_path, numel, size, stride, offset):
     tensor = _Tensor(_Storage("0", numel), size, stride, offset)
     path = write_raw_checkpoint(tmp_path / "t.pt", {"model": tensor}, {"0": b"\0" * 16})
-    with pytest.raises(ValueError, match=r"t\.pt could not be read.*truncated or corrupt"):
+    with pytest.raises(UnsafeCheckpointError, match=r"t\.pt: .*(claims|past its storage|non-negative)"):
         load_checkpoint(path)
 
 
@@ -411,7 +443,7 @@ def test_storage_record_missing(tmp_path):
     path = write_raw_checkpoint(
         tmp_path / "t.pt", {"model": _Tensor(_Storage("7", 4), (4,), (1,))}, {}
     )
-    with pytest.raises(ValueError, match="could not be read as a PyTorch checkpoint"):
+    with pytest.raises(UnsafeCheckpointError, match="references storage '7', not in the zip"):
         load_checkpoint(path)
 
 
@@ -504,7 +536,7 @@ def test_zip_bomb_member_is_refused(tmp_path):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("archive/data.pkl", b"\x80\x02}.")
         archive.writestr("archive/data/0", b"\0" * (80 << 20))  # 80 MB -> ~80 KB
-    with pytest.raises(ValueError, match=r"expand more than 64x.*zip bomb"):
+    with pytest.raises(UnsafeCheckpointError, match=r"compressed members.*zip bomb"):
         load_checkpoint(path)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -325,14 +328,55 @@ def test_forged_huge_config_is_refused_before_building(tmp_path):
     import resource
 
     huge = dataclasses.replace(
-        TINY, channels=(4096, 8192, 16384, 16384, 16384), depths=(9, 9, 9, 9), neck_depth=9
-    )  # ~ 10**11 parameters (400 GB) if it were built
+        TINY, channels=(4096, 8192, 8192, 8192, 8192), depths=(9, 9, 9, 9), neck_depth=9
+    )  # ~ 10**10 parameters (40 GB) if it were built, yet within the config bounds
     path = tmp_path / "huge.safetensors"
     save_file(YoloV8Seg(TINY).state_dict(), path, metadata={CONFIG_KEY: json.dumps(huge.to_dict())})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(ValueError, match=r"tensors do not match YoloV8Seg.*channels \(4096,"):
         load_model(path)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KB
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("depths", [100_000, 1, 1, 1]),  # a 100k-block skeleton: a hang before any check
+        ("channels", [2**40, 32, 64, 128, 256]),  # overflows before any check
+        ("reg_max", 10**6),
+        ("imgsz", 10**6),
+        ("num_classes", 10**9),
+    ],
+)
+def test_out_of_bounds_header_config_is_refused_at_once(tmp_path, field, value):
+    path = tmp_path / "forged.safetensors"
+    config = {**TINY.to_dict(), field: value}
+    save_file(YoloV8Seg(TINY).state_dict(), path, metadata={CONFIG_KEY: json.dumps(config)})
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"invalid 'fastsam_config'.*{field}=.*bounds"):
+        load_model(path)
+    assert time.perf_counter() - start < 5
+
+
+def test_float64_beyond_fp32_range_is_refused(tmp_path):
+    """A float64 1e300 passes an isfinite check before the cast and is inf after it."""
+    state = {
+        k: v.double() if v.is_floating_point() else v
+        for k, v in YoloV8Seg(TINY).state_dict().items()
+    }
+    key = next(k for k in state if k.endswith("conv.weight"))
+    state[key].view(-1)[0] = 1e300
+    path = tmp_path / "f64.safetensors"
+    save_file(state, path, metadata={CONFIG_KEY: json.dumps(TINY.to_dict())})
+    with pytest.raises(ValueError, match=rf"NaN or Inf values: {re.escape(key)}"):
+        load_model(path)
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_model(fifo)
 
 
 def test_metadata_from_another_tool(tmp_path):
@@ -390,7 +434,7 @@ def test_file_that_appears_while_writing_is_not_overwritten(tmp_path, monkeypatc
         out.write_bytes(b"someone else's file")  # e.g. a second `fastsam convert`
 
     monkeypatch.setattr(safetensors.torch, "save_file", save_and_race)
-    with pytest.raises(FileExistsError, match=r"appeared while converting; pass --force"):
+    with pytest.raises(FileExistsError, match=r"appeared while writing; pass --force"):
         save_converted(_random_model(TINY).state_dict(), TINY, out)
     assert out.read_bytes() == b"someone else's file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
