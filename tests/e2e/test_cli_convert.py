@@ -205,3 +205,45 @@ def test_info_shows_class_branch_width(converted):
     result = fastsam("info", str(out))
     assert result.returncode == 0, result.stderr
     assert "class-branch width 16" in result.stdout  # tiny fixture: P3 = 16 channels, nc = 1
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KB tmpfs: writing the ~3 MB converted file fails with a real ENOSPC."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if made.returncode != 0:  # needs root (CI runs as root) and mount rights
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("entry", ["fastsam", "module"])
+def test_disk_full_is_one_line_and_leaves_nothing(full_disk, entry):
+    out = full_disk / "tiny.safetensors"
+    if entry == "fastsam":
+        result = fastsam("convert", str(UL120_PT), str(out))
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "fastsam_weights_convert", str(UL120_PT), str(out)],
+            cwd=REPO, capture_output=True, check=False, text=True, timeout=300,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stdout
+    assert "could not write" in result.stderr and str(out) in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+    assert list(full_disk.iterdir()) == []  # no partial output, no temp file
+
+
+def test_torchscript_checkpoint_is_refused_in_one_line(tmp_path):
+    module = torch.jit.script(torch.nn.Linear(2, 2))
+    src = tmp_path / "FastSAM-s.pt"
+    torch.jit.save(module, str(src))
+    out = tmp_path / "out.safetensors"
+    result = fastsam("convert", str(src), str(out))
+    assert result.returncode == 1 and "TorchScript" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not out.exists()
