@@ -30,18 +30,23 @@ _CHUNK_SIZE = 1 << 16
 
 @dataclass(frozen=True)
 class WeightsFile:
-    """An official checkpoint: its file name and sha256 (None when not pinned by the spec)."""
+    """An official checkpoint: its file name, sha256 (None when not pinned by the spec) and the
+    architecture its content must have (checked after the safe conversion)."""
 
     filename: str
     sha256: str | None
+    scale: str
+    reg_max: int
 
 
 # spec §2.1: FastSAM.pt == FastSAM-x.pt (sha256 measured on the HF mirror). FastSAM-s's hash is not
-# known: the first download records it next to the file and later uses verify against it.
+# known: the first download records it next to the file and later uses verify against it. Either
+# way the content is only ever read by the allow-list loader (no code can run) and must convert to
+# the expected architecture (`_check_architecture`), so a mirror cannot substitute another model.
 WEIGHTS: dict[str, WeightsFile] = {
-    "fastsam-s": WeightsFile("FastSAM-s.pt", None),
+    "fastsam-s": WeightsFile("FastSAM-s.pt", None, "s", 16),
     "fastsam-x": WeightsFile(
-        "FastSAM-x.pt", "c0be4e7ddbe4c15333d15a859c676d053c486d0a746a3be6a7a9790d52a9b6d7"
+        "FastSAM-x.pt", "c0be4e7ddbe4c15333d15a859c676d053c486d0a746a3be6a7a9790d52a9b6d7", "x", 26
     ),
 }
 ALIASES = {"fastsam.pt": "fastsam-x", "fastsam-s.pt": "fastsam-s", "fastsam-x.pt": "fastsam-x"}
@@ -142,7 +147,7 @@ def download_file(
 
 def _record_or_check_unpinned(path: Path, info: WeightsFile) -> None:
     """Trust on first use for files without a spec checksum: record the hash, then verify it."""
-    from fastsam_weights_convert import sha256_file
+    from fastsam_core.weights import sha256_file
 
     record = path.with_name(path.name + ".sha256")
     actual = sha256_file(path)
@@ -224,7 +229,23 @@ def resolve_weights(
         return converted
     checkpoint = checkpoint_path(key, download=download, progress=progress)
     convert_to_safetensors(checkpoint, converted)
+    _check_architecture(converted, WEIGHTS[key])
     return converted
+
+
+def _check_architecture(converted: Path, info: WeightsFile) -> None:
+    """The converted file must be the official model's architecture (scale, reg_max, 1 class)."""
+    from fastsam_core.weights import load_config
+
+    cfg = load_config(converted)
+    if (cfg.scale, cfg.reg_max, cfg.num_classes) != (info.scale, info.reg_max, 1):
+        converted.unlink(missing_ok=True)
+        raise ValueError(
+            f"{info.filename} from {cache_dir()} converts to scale {cfg.scale}, reg_max "
+            f"{cfg.reg_max}, {cfg.num_classes} classes, but the official file is scale "
+            f"{info.scale}, reg_max {info.reg_max}, 1 class; the download is not the official "
+            "checkpoint (delete it and its .sha256 record to download again)"
+        )
 
 
 def convert_to_safetensors(checkpoint: Path, dest: Path) -> Path:

@@ -191,16 +191,7 @@ def test_resolve_by_name_downloads_converts_once_and_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: tuple[str, type[_Handler]]
 ) -> None:
     """The whole chain on a real (small, oracle-made) checkpoint: download, pin, convert, reuse."""
-    from tests.support.checkpoints import CheckpointRecipe, cache_dir, ultralytics_version
-
-    recipe = CheckpointRecipe()  # YOLOv8n-seg, 1 class, fp16, released layout
-    cached = cache_dir() / f"{recipe.name}.pt"
-    if not cached.exists():
-        if ultralytics_version() is None:
-            pytest.skip("needs the oracle extra once to build the test checkpoint")
-        from tests.support.checkpoints import oracle_checkpoints
-
-        cached = oracle_checkpoints([recipe])[0]
+    cached = _oracle_checkpoint("s")  # FastSAM-s's architecture: YOLOv8s-seg, 1 class
     url, handler = server
     handler.payload = cached.read_bytes()
     requests = handler.requests
@@ -222,4 +213,25 @@ def test_resolve_by_name_downloads_converts_once_and_loads(
 
     predictor = Predictor("fastsam-s", imgsz=64)
     (result,) = predictor(np.zeros((48, 64, 3), np.uint8))
-    assert predictor.model.cfg.scale == "n" and result.orig_hw == (48, 64)
+    assert predictor.model.cfg.scale == "s" and result.orig_hw == (48, 64)
+
+
+def _oracle_checkpoint(scale: str) -> Path:
+    from tests.support.checkpoints import CheckpointRecipe, oracle_checkpoints
+
+    return oracle_checkpoints([CheckpointRecipe(scale=scale)])[0]  # fp16, released layout
+
+
+def test_a_mirror_cannot_substitute_another_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: tuple[str, type[_Handler]]
+) -> None:
+    """FastSAM-s has no pinned hash: a first download of the wrong network is refused after the
+    safe conversion (its architecture is checked) and nothing converted is kept."""
+    url, handler = server
+    handler.payload = _oracle_checkpoint("n").read_bytes()
+    monkeypatch.setenv("FASTSAM_HOME", str(tmp_path))
+    monkeypatch.setenv("FASTSAM_WEIGHTS_URL", url)
+    monkeypatch.delenv("FASTSAM_OFFLINE", raising=False)
+    with pytest.raises(ValueError, match="converts to scale n.*official file is scale s"):
+        hub.resolve_weights("fastsam-s", progress=False)
+    assert not (tmp_path / "FastSAM-s.safetensors").exists()
