@@ -370,7 +370,7 @@ def save_weights(
     try:
         try:
             save_file(tensors, str(tmp), metadata=metadata)
-        except Exception as err:  # safetensors reports ENOSPC and friends as its own errors
+        except Exception as err:  # noqa: BLE001 (safetensors reports ENOSPC as its own errors)
             raise OSError(f"{out_path}: could not write the weights ({err})") from None
         os.chmod(tmp, mode)  # safetensors may replace the file with its own 0600 temp file
         digest = sha256_file(tmp)

@@ -301,7 +301,11 @@ class AllowList:
 
     def _getattr(self, obj: Any, name: Any, *default: Any) -> Any:
         """The only `getattr` a checkpoint may call: (stub class, known method) -> placeholder."""
-        if obj in self.new_classes and issubclass(obj, UltralyticsStub) and name in _GETATTR_METHODS:
+        if (
+            obj in self.new_classes
+            and issubclass(obj, UltralyticsStub)
+            and name in _GETATTR_METHODS
+        ):
             return _placeholder_method(f"{obj.upstream}.{name}")
         name_text = repr(name)[:40] if isinstance(name, str) else f"<{type(name).__name__}>"
         _refuse(

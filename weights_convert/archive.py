@@ -22,10 +22,14 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from fastsam_core.weights import check_regular_file
+
+if TYPE_CHECKING:
+    from typing import Self  # Python >= 3.11; annotations are not evaluated at run time
 
 __all__ = ["MAX_PICKLE_BYTES", "TorchArchive", "UnsafeCheckpointError"]
 
@@ -226,7 +230,7 @@ class TorchArchive:
     def close(self) -> None:
         self._zip.close()
 
-    def __enter__(self) -> TorchArchive:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

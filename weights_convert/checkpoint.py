@@ -232,9 +232,12 @@ def checkpoint_metadata(ckpt: Any, model: nn.Module | None, slot: str) -> dict[s
         imgsz = train_args.get("imgsz")
         if _small_int(imgsz) is not None:
             meta["imgsz"] = imgsz
-        elif type(imgsz) in (list, tuple) and 1 <= len(imgsz) <= 2:
-            if all(_small_int(v) is not None for v in imgsz):
-                meta["imgsz"] = list(imgsz)
+        elif (
+            type(imgsz) in (list, tuple)
+            and 1 <= len(imgsz) <= 2
+            and all(_small_int(v) is not None for v in imgsz)
+        ):
+            meta["imgsz"] = list(imgsz)
         if _text(train_args.get("task")):
             meta["task"] = train_args["task"]
     for key in ("version", "date"):

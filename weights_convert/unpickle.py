@@ -23,7 +23,7 @@ import collections
 import io
 import pickle
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from fastsam_weights_convert.allow_list import (
     AllowList,
@@ -74,7 +74,7 @@ def _check_state_keys(state: Any) -> None:
 class Unpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
     """Pure-Python unpickler whose code-reaching opcodes go through the allow-list."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def __init__(self, file: io.BytesIO, archive: TorchArchive | None = None) -> None:
         super().__init__(file, encoding="utf-8")
