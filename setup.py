@@ -17,4 +17,5 @@ def _packages(name: str, folder: str) -> list[str]:
 setup(
     packages=[p for name, folder in PACKAGE_DIRS.items() for p in _packages(name, folder)],
     package_dir=PACKAGE_DIRS,
+    package_data={"fastsam_core.serve": ["static/*"]},  # the `fastsam serve` page
 )

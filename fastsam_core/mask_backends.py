@@ -1,28 +1,28 @@
-"""Mask-assembly backends for the predictor: one name -> function table (spec §3.8, STYLE §7).
+"""Mask-assembly backends: the one name -> function table (spec §3.8, STYLE §7).
 
-Every backend has the signature of `assemble_masks_reference` and returns `CompactMasks`. The
-reference composes the plain PyTorch functions of `fastsam_core.ops.masks`, which define the
-semantics; fast backends (`fastsam_kernels`) register under their own names and are tested
-against it.
+The reference is `fastsam_core.ops.masks.assemble_masks` (plain PyTorch, defines the semantics);
+"reference" here is that function with its result stored as `CompactMasks`, the type every
+backend returns. Fast backends (`fastsam_kernels`) mirror its signature and are tested against
+it; "auto" picks one per device and is the only place that falls back to the reference.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
-from typing import Literal, Protocol
+import os
+from typing import Protocol
 
 import torch
 
 from fastsam_core.compact_masks import CompactMasks
-from fastsam_core.ops import masks as mask_ops
 from fastsam_core.ops.letterbox import LetterboxGeometry
+from fastsam_core.ops.masks import MaskRule, assemble_masks
+from fastsam_core.ops.references import Postprocess
 
 logger = logging.getLogger(__name__)
-
-Postprocess = Literal["official", "ultralytics"]
-MaskRule = Literal["logit", "sigmoid"]
 
 
 class MaskBackend(Protocol):
@@ -51,35 +51,11 @@ def assemble_masks_reference(
     postprocess: Postprocess,
     mask_rule: MaskRule,
 ) -> CompactMasks:
-    """Binary masks of one image with the reference functions of `ops.masks`.
-
-    Args:
-        protos: (K, Hp, Wp) prototypes of this image (Hp = H / 4 of its own letterbox input).
-        coeffs: (N, K) mask coefficients.
-        boxes_input: (N, 4) xyxy in letterbox pixels (after the full-image box step).
-        boxes_orig: (N, 4) the same boxes scaled to the original image and clipped.
-        geometry: this image's letterbox geometry.
-        retina: masks at the original resolution (True) or at the letterbox input resolution.
-        postprocess: "official" (FastSAM repo, 8.0.120 order of operations) or "ultralytics" (8.4.190).
-        mask_rule: official only: "logit" (> 0, FastSAM HEAD) or "sigmoid" (> 0.5, upstream 8.0.120).
-    Returns:
-        N masks in the (H0, W0) frame if retina, else in the (H, W) letterbox frame.
-    """
-    if postprocess == "official":
-        if retina:
-            dense = mask_ops.process_mask_native_official(
-                protos, coeffs, boxes_orig, geometry.orig_hw, rule=mask_rule
-            )
-        else:
-            dense = mask_ops.process_mask_official(
-                protos, coeffs, boxes_input, geometry.input_hw, rule=mask_rule
-            )
-    elif retina:
-        dense = mask_ops.process_mask_native_ultralytics(
-            protos, coeffs, boxes_orig, geometry.orig_hw
-        )
-    else:
-        dense = mask_ops.process_mask_ultralytics(protos, coeffs, boxes_input, geometry.input_hw)
+    """`ops.masks.assemble_masks` (the reference) stored as `CompactMasks` (the table's type)."""
+    dense = assemble_masks(
+        protos, coeffs, boxes_input, boxes_orig, geometry,
+        retina=retina, postprocess=postprocess, mask_rule=mask_rule,
+    )  # fmt: skip
     return CompactMasks.from_dense(dense)  # (N, H?, W?) bool -> crops of each tight box
 
 
@@ -135,9 +111,11 @@ def assemble_masks_auto(
         return get_mask_backend(name)(
             *args, retina=retina, postprocess=postprocess, mask_rule=mask_rule
         )
+    except MaskMemoryError:
+        raise
     except (ImportError, ValueError) as err:
         _log_once(f"fallback:{name}", "mask_backend %r failed (%s); using 'reference'", name, err)
-        return assemble_masks_reference(
+        return get_mask_backend("reference")(
             *args, retina=retina, postprocess=postprocess, mask_rule=mask_rule
         )
 
@@ -153,4 +131,61 @@ def get_mask_backend(name: str) -> MaskBackend:
         raise ValueError(f"unknown mask_backend {name!r}; expected one of {sorted(MASK_BACKENDS)}")
     module_name, _, function_name = MASK_BACKENDS[name].partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, function_name)
+    return _within_budget(getattr(module, function_name), dense=name == "reference")
+
+
+# One image's masks may use at most this much memory while assembled (bytes); a 12000x12000
+# photo with 300 full-size masks would otherwise ask for tens of GB. FASTSAM_MAX_MASK_GB raises it.
+DEFAULT_MAX_MASK_BYTES = 4 << 30
+
+
+class MaskMemoryError(ValueError):
+    """Assembling this image's masks would exceed the memory budget; nothing was allocated."""
+
+
+def max_mask_bytes() -> int:
+    text = os.environ.get("FASTSAM_MAX_MASK_GB", "")
+    try:
+        return int(float(text) * (1 << 30)) if text else DEFAULT_MAX_MASK_BYTES
+    except ValueError:
+        raise ValueError(f"FASTSAM_MAX_MASK_GB must be a number of GB, got {text!r}") from None
+
+
+def mask_bytes(
+    boxes_input: torch.Tensor, boxes_orig: torch.Tensor, geometry: LetterboxGeometry, *,
+    retina: bool, dense: bool,
+) -> int:  # fmt: skip
+    """Bytes a backend needs for N masks: ~5 per pixel (fp32 values + the bool mask) of every
+    box window (region backends) or of the whole frame per mask (the dense reference)."""
+    boxes, (height, width) = (boxes_orig, geometry.orig_hw) if retina else (
+        boxes_input, geometry.input_hw)  # fmt: skip
+    if dense:
+        return 5 * boxes.shape[0] * height * width
+    w = (boxes[:, 2].clamp(0, width) - boxes[:, 0].clamp(0, width)).clamp(min=0) + 2
+    h = (boxes[:, 3].clamp(0, height) - boxes[:, 1].clamp(0, height)).clamp(min=0) + 2
+    return 5 * int((w.double() * h.double()).sum())
+
+
+def _within_budget(backend: MaskBackend, dense: bool) -> MaskBackend:
+    """`backend`, refusing inputs whose masks would not fit the memory budget (MaskMemoryError)."""
+
+    @functools.wraps(backend)
+    def guarded(
+        protos: torch.Tensor, coeffs: torch.Tensor, boxes_input: torch.Tensor,
+        boxes_orig: torch.Tensor, geometry: LetterboxGeometry, **options: object,
+    ) -> CompactMasks:  # fmt: skip
+        need = mask_bytes(
+            boxes_input, boxes_orig, geometry, retina=bool(options["retina"]), dense=dense
+        )
+        limit = max_mask_bytes()
+        if need > limit:
+            height, width = geometry.orig_hw if options["retina"] else geometry.input_hw
+            raise MaskMemoryError(
+                f"the {boxes_input.shape[0]} masks of this {width}x{height} image would need "
+                f"~{need / 2**30:.1f} GB to assemble (limit {limit / 2**30:.1f} GB); use "
+                "--no-retina / retina_masks=False (masks at network resolution), a higher "
+                "--conf, or raise FASTSAM_MAX_MASK_GB"
+            )
+        return backend(protos, coeffs, boxes_input, boxes_orig, geometry, **options)
+
+    return guarded
