@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,6 +87,20 @@ MAX_MASK_COEFFS = 1024
 MAX_IMGSZ = 8192  # network input side; larger photos are letterboxed down to it
 MAX_NAME_CHARS = 256
 
+# The backbone part (issue 17): our CSPDarknet, or a timm model built with features_only=True.
+DEFAULT_BACKBONE = "cspdarknet"
+TIMM_PREFIX = "timm:"
+_TIMM_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")  # timm model names, e.g. resnet18, convnext_atto
+
+
+def is_valid_backbone(name: Any) -> bool:
+    """True for "cspdarknet" and for "timm:<model name>" (name: letters, digits, _ . -)."""
+    if not isinstance(name, str):
+        return False
+    if name == DEFAULT_BACKBONE:
+        return True
+    return name.startswith(TIMM_PREFIX) and bool(_TIMM_NAME.fullmatch(name[len(TIMM_PREFIX) :]))
+
 
 def _short_repr(value: Any, limit: int = 80) -> str:
     text = repr(value) if not isinstance(value, (tuple, list)) or len(value) < 50 else None
@@ -117,6 +132,10 @@ class YoloSegConfig:
     # Class-branch hidden width when it is not the current ultralytics rule: checkpoints made by
     # 8.0.120 with nc > P3 channels and nc > 100 (e.g. LVIS) use max(P3, nc). None = the rule.
     class_hidden_override: int | None = None
+    # "cspdarknet" (YOLOv8's, the default: files without this field) or "timm:<name>", a timm
+    # features_only model whose stride 8/16/32 outputs are adapted to channels[2:] (P3, P4, P5);
+    # channels[:2] and depths then describe nothing (model/timm_backbone.py).
+    backbone: str = DEFAULT_BACKBONE
 
     def __post_init__(self) -> None:
         for name in _TUPLE_FIELDS:  # lists (JSON, callers) -> tuples: the config stays hashable
@@ -144,6 +163,7 @@ class YoloSegConfig:
             and all(isinstance(n, str) and len(n) <= MAX_NAME_CHARS for n in self.class_names),
             "class_hidden_override": self.class_hidden_override is None
             or _in(self.class_hidden_override, 1, MAX_CHANNELS + MAX_CLASSES),
+            "backbone": is_valid_backbone(self.backbone),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -151,7 +171,8 @@ class YoloSegConfig:
             raise ValueError(
                 f"invalid YoloSegConfig: {values} (types, or outside the bounds channels <= "
                 f"{MAX_CHANNELS}, depths <= {MAX_DEPTH}, reg_max 2..{MAX_REG_MAX}, num_classes <= "
-                f"{MAX_CLASSES}, imgsz <= {MAX_IMGSZ})"
+                f"{MAX_CLASSES}, imgsz <= {MAX_IMGSZ}, backbone 'cspdarknet' or "
+                "'timm:<name>')"
             )
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(

@@ -40,7 +40,10 @@ class CSPDarknet(nn.Module):
         self.sppf = SPPF(c5, c5, bn_eps=eps)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x: (B, 3, H, W) -> p3 (B, c3, H/8, W/8), p4 (B, c4, H/16, W/16), p5 (B, c5, H/32, W/32)."""
+        """Features at strides 8, 16 and 32.
+
+        x: (B, 3, H, W) -> p3 (B, c3, H/8, W/8), p4 (B, c4, H/16, W/16), p5 (B, c5, H/32, W/32).
+        """
         x = self.stem(x)
         p2 = self.stages[0](x)
         p3 = self.stages[1](p2)

@@ -21,7 +21,8 @@ def _fused_weights(
     mean, var = bn.running_mean.float(), bn.running_var.float()  # type: ignore[union-attr]
     gamma, beta = bn.weight.float(), bn.bias.float()
     if formula == "v8.0":
-        # 8.0.120: W' = diag(gamma / sqrt(eps + var)) @ W, b' = beta - gamma * mean / sqrt(var + eps).
+        # 8.0.120: W' = diag(gamma / sqrt(eps + var)) @ W,
+        # b' = beta - gamma * mean / sqrt(var + eps).
         scale = gamma.div(torch.sqrt(bn.eps + var))
         weight = torch.mm(torch.diag(scale), w.view(w.shape[0], -1)).view(w.shape)
         bias = beta - gamma.mul(mean).div(torch.sqrt(var + bn.eps))

@@ -117,9 +117,13 @@ class SegmentHead(nn.Module):
 
     @torch.no_grad()
     def init_biases(self) -> None:
-        """Prior biases for training from scratch (spec §1.6): box 1.0, class ln(5 / nc / (640/s)^2)."""
+        """Prior biases for training from scratch (spec §1.6): box 1, class ln(5/nc/(640/s)^2)."""
         for box, cls, stride in zip(self.box_branch, self.class_branch, (8, 16, 32)):
-            box[-1].bias.fill_(1.0)
-            cls[-1].bias.fill_(
+            # the last layer of `_branch` is the 1x1 Conv2d that carries the prior bias
+            box_out, cls_out = box[-1], cls[-1]  # type: ignore[index]
+            assert isinstance(box_out, nn.Conv2d) and isinstance(cls_out, nn.Conv2d)
+            assert box_out.bias is not None and cls_out.bias is not None
+            box_out.bias.fill_(1.0)
+            cls_out.bias.fill_(
                 float(torch.log(torch.tensor(5 / self.num_classes / (640 / stride) ** 2)))
             )

@@ -1,12 +1,15 @@
-"""YoloV8Seg = CSPDarknet + PANNeck + SegmentHead; raw tensors out, no post-processing."""
+"""YoloV8Seg = backbone (CSPDarknet or timm) + PANNeck + SegmentHead; raw tensors out."""
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
 
-from fastsam_core.config import FASTSAM_S, FASTSAM_X, YoloSegConfig
+from fastsam_core.config import DEFAULT_BACKBONE, FASTSAM_S, FASTSAM_X, YoloSegConfig
 from fastsam_core.model.backbone import CSPDarknet
+from fastsam_core.model.capture import capture_features
 from fastsam_core.model.head import SegmentHead, SegOutput
 from fastsam_core.model.neck import PANNeck
 
@@ -21,7 +24,7 @@ class YoloV8Seg(nn.Module):
     def __init__(self, cfg: YoloSegConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone = CSPDarknet(cfg)
+        self.backbone = build_backbone(cfg)
         self.neck = PANNeck(cfg)
         self.head = SegmentHead(cfg)
 
@@ -37,6 +40,27 @@ class YoloV8Seg(nn.Module):
         p3, p4, p5 = self.backbone(images)
         n3, n4, n5 = self.neck(p3, p4, p5)
         return self.head(n3, n4, n5)
+
+    def capture(self, *names: str) -> AbstractContextManager[dict[str, torch.Tensor]]:
+        """Named intermediate tensors of the forward passes run inside a `with` block.
+
+        Example:
+            >>> with model.capture("backbone.p5", "neck.n3", "head.protos") as feats:
+            ...     model(x)
+            >>> feats["neck.n3"].shape  # (B, c3, H/8, W/8)
+
+        Names: `fastsam_core.model.capture.FEATURES` (also `fastsam info MODEL --features`).
+        """
+        return capture_features(self, names)
+
+
+def build_backbone(cfg: YoloSegConfig) -> nn.Module:
+    """The backbone part named by `cfg.backbone`: CSPDarknet, or a timm model ("timm:<name>")."""
+    if cfg.backbone == DEFAULT_BACKBONE:
+        return CSPDarknet(cfg)
+    from fastsam_core.model.timm_backbone import TimmBackbone  # timm is optional
+
+    return TimmBackbone(cfg)
 
 
 def build_model(cfg: YoloSegConfig) -> YoloV8Seg:
