@@ -1,4 +1,8 @@
-"""Per-image results of a FastSAM prediction and their exports (issue #3 part 4, spec §3.9)."""
+"""Per-image results of a FastSAM prediction and their exports (issue #3 part 4, spec §3.9).
+
+`Results` holds everything-mode rows; `PromptResults` (a subclass) adds which prompt picked each
+row and how well. File formats live in `export/` (RLE, polygons, overlay PNG, npz).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from fastsam_core.compact_masks import CompactMasks, Index, _normalize_index
-
-ResizeMode = Literal["nearest", "bilinear"]
+from fastsam_core.compact_masks import CompactMasks
+from fastsam_core.compact_resample import ResizeMode, resize_masks
+from fastsam_core.ops.stability import PendingStability, resolve_stability
+from fastsam_core.row_index import Index, normalize_index
 
 
 @dataclass
@@ -32,6 +37,11 @@ class Results:
         orig_image: (H0, W0, 3) uint8 RGB tensor, if kept (needed by `save_overlay`).
         mask_window: (top, left, height, width) of the image content inside the masks' frame;
             None when masks are already in the original frame.
+        stability_scores: (N,) float32 SAM stability score of each mask's logits
+            (`ops.stability`); from the predictor a `PendingStability` computed on first use
+            (`Results.stability()`, exports); None when unknown (masks built from dense input).
+        point_coords: (N, 2) float32 xy in original pixels of each detection's anchor point
+            (the prediction cell centre), or None when unknown (records then use the box centre).
     """
 
     masks: CompactMasks
@@ -43,6 +53,8 @@ class Results:
     path: str | None = None
     orig_image: torch.Tensor | None = field(default=None, repr=False)
     mask_window: tuple[int, int, int, int] | None = None
+    stability_scores: torch.Tensor | PendingStability | None = None
+    point_coords: torch.Tensor | None = None
     _original: dict[str, CompactMasks] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -59,6 +71,14 @@ class Results:
             "scores": self.scores.shape[0],
             "class_ids": self.class_ids.shape[0],
         }
+        if isinstance(self.stability_scores, PendingStability):
+            sizes["stability_scores"] = len(self.stability_scores)
+        elif self.stability_scores is not None:
+            self.stability_scores = torch.as_tensor(self.stability_scores).float().reshape(-1)
+            sizes["stability_scores"] = self.stability_scores.shape[0]
+        if self.point_coords is not None:
+            self.point_coords = torch.as_tensor(self.point_coords).float().reshape(-1, 2)
+            sizes["point_coords"] = self.point_coords.shape[0]
         if any(v != n for v in sizes.values()):
             raise ValueError(f"Results needs one row per mask ({n} masks), got {sizes}")
         if self.mask_window is None:
@@ -87,7 +107,7 @@ class Results:
 
     def __getitem__(self, index: Index) -> Results:
         """Subset (int, slice, bool/long tensor or list) -> a new Results in the same order."""
-        idx = _normalize_index(index, len(self), self.masks.device)
+        idx = normalize_index(index, len(self), self.masks.device)
         cpu_idx = idx.to(self.boxes.device)
         return Results(
             masks=self.masks[idx],
@@ -99,6 +119,8 @@ class Results:
             path=self.path,
             orig_image=self.orig_image,
             mask_window=self.mask_window,
+            stability_scores=_rows(self.stability_scores, cpu_idx),
+            point_coords=_rows(self.point_coords, cpu_idx),
         )
 
     def sort(self, by: Literal["score", "area"] = "score", descending: bool = True) -> Results:
@@ -112,6 +134,11 @@ class Results:
         order = torch.sort(key, descending=descending, stable=True).indices
         return self[order]
 
+    def stability(self) -> torch.Tensor | None:
+        """(N,) SAM stability scores, computed (once) if still pending; None when unknown."""
+        self.stability_scores = resolve_stability(self.stability_scores)
+        return self.stability_scores
+
     def to(self, device: torch.device | str) -> Results:
         """Copy masks and tensors to `device` (orig_image stays where it is)."""
         return Results(
@@ -124,6 +151,8 @@ class Results:
             path=self.path,
             orig_image=self.orig_image,
             mask_window=self.mask_window,
+            stability_scores=_rows(self.stability_scores, None, device),
+            point_coords=_rows(self.point_coords, None, device),
         )
 
     # ------------------------------------------------------------------ views
@@ -146,12 +175,12 @@ class Results:
         if self.mask_window is None:
             return self.masks
         if mode not in self._original:
-            self._original[mode] = self.masks.resized(self.orig_hw, self.mask_window, mode)
+            self._original[mode] = resize_masks(self.masks, self.orig_hw, self.mask_window, mode)
         return self._original[mode]
 
     # ------------------------------------------------------------------ conversions
     def to_rle(self) -> list[dict[str, Any]]:
-        """COCO compressed RLE per mask, in the original frame: {"size": [H0, W0], "counts": str}."""
+        """COCO compressed RLE per mask in the original frame: {"size": [H0, W0], "counts": str}."""
         from fastsam_core.export.rle import encode_masks
 
         return encode_masks(self.masks_original())
@@ -163,34 +192,22 @@ class Results:
         return compact_mask_polygons(self.masks_original())
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready document: image info and one COCO-style record per mask."""
-        masks = self.masks_original()
-        rles = self.to_rle()
-        areas = masks.areas().tolist()
-        boxes, scores = self.boxes.tolist(), self.scores.tolist()
-        class_ids = self.class_ids.tolist()
-        annotations = []
-        for i, (x0, y0, x1, y1) in enumerate(boxes):
-            class_id = int(class_ids[i])
-            annotations.append(
-                {
-                    "id": i,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "bbox_xyxy": [x0, y0, x1, y1],
-                    "score": float(scores[i]),
-                    "area": int(areas[i]),
-                    "category_id": class_id,
-                    "category_name": (
-                        self.names[class_id] if 0 <= class_id < len(self.names) else str(class_id)
-                    ),
-                    "segmentation": rles[i],
-                }
-            )
-        return {
-            "image": {"path": self.path, "height": self.orig_hw[0], "width": self.orig_hw[1]},
-            "names": list(self.names),
-            "annotations": annotations,
-        }
+        """JSON-ready document: image info and one COCO / SAM-style record per mask (fields:
+        `export.records`; `bbox` is the mask's tight box, `det_bbox` the detector's)."""
+        from fastsam_core.export.records import results_document
+
+        return results_document(self)
+
+    def to_polygon_rings(self) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+        """(outer rings, hole rings) per mask in original pixels (`export.polygons.crop_rings`)."""
+        from fastsam_core.export.polygons import compact_mask_rings
+
+        return compact_mask_rings(self.masks_original())
+
+    @property
+    def predicted_iou(self) -> torch.Tensor:
+        """(N,) SAM's name for the score: here the detector confidence (`scores`)."""
+        return self.scores
 
     # ------------------------------------------------------------------ files
     def save_json(self, path: str | Path, overwrite: bool = False) -> Path:
@@ -199,78 +216,75 @@ class Results:
         target.write_text(json.dumps(self.to_json()))
         return target
 
-    def save_overlay(
-        self,
-        path: str | Path,
-        overwrite: bool = False,
-        alpha: float = 0.6,
-        contours: bool = True,
-        seed: int = 0,
-    ) -> Path:
-        """Render masks over `orig_image` (see `export.overlay.render_overlay`) into a PNG."""
-        from fastsam_core.export.overlay import render_overlay, save_png
+    def plot(self, **options: Any) -> np.ndarray:
+        """(H0, W0, 3) uint8 RGB overlay of the masks on `orig_image`; options (`export.overlay.
+        plot_results`): alpha=0.6, contours=True, seed=0, boxes=False (detector boxes),
+        labels=False ("name score"), prompts=None (a `Prompts` whose boxes / points are drawn)."""
+        from fastsam_core.export.overlay import plot_results
 
-        if self.orig_image is None:
-            raise ValueError(
-                "save_overlay needs orig_image; build Results with orig_image=(H0, W0, 3) uint8"
-            )
+        return plot_results(self, **options)
+
+    def save_overlay(self, path: str | Path, overwrite: bool = False, **options: Any) -> Path:
+        """Write `plot(**options)` as a PNG (alpha=0.6, contours=True, seed=0 by default)."""
+        from fastsam_core.export.overlay import save_png
+
         target = _writable(path, overwrite)
-        image = render_overlay(
-            self.orig_image, self.masks_original(), alpha=alpha, contours=contours, seed=seed
-        )
-        save_png(image, target, overwrite=True)
+        save_png(self.plot(**options), target, overwrite=True)
         return target
 
-    def save_npz(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write boxes, scores, class ids and the compact masks (bits packed with np.packbits).
+    def to_supervision(self) -> Any:
+        """`supervision.Detections` (dense masks, detector boxes, scores, class ids and names)
+        for supervision's annotators; needs `pip install supervision`."""
+        from fastsam_core.export.supervision import to_detections
 
-        Keys: boxes (N, 4) float32, scores (N,), class_ids (N,), orig_hw (2,), names (C,) str,
-        path (1,) str, mask_image_hw (2,), mask_window (4,) (-1s when None),
-        mask_regions (N, 4) int64, mask_offsets (N + 1,) int64, mask_bits packbits of the flat
-        crop buffer (unpack with count=mask_offsets[-1]). `Results.load_npz` reads it back.
-        """
+        return to_detections(self)
+
+    def save_npz(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write boxes, scores, class ids and the compact masks (see `export.npz.write_npz`)."""
+        from fastsam_core.export.npz import write_npz
+
         target = _writable(path, overwrite)
-        masks = self.masks.to("cpu")
-        arrays: dict[str, Any] = {
-            "boxes": self.boxes.cpu().numpy(),
-            "scores": self.scores.cpu().numpy(),
-            "class_ids": self.class_ids.cpu().numpy(),
-            "orig_hw": np.asarray(self.orig_hw, dtype=np.int64),
-            "names": np.asarray(self.names, dtype=str),
-            "path": np.asarray([self.path or ""], dtype=str),
-            "mask_image_hw": np.asarray(masks.image_hw, dtype=np.int64),
-            "mask_window": np.asarray(self.mask_window or (-1, -1, -1, -1), dtype=np.int64),
-            "mask_regions": masks.regions.numpy(),
-            "mask_offsets": masks.offsets.numpy(),
-            "mask_bits": np.packbits(masks.data.numpy()),
-        }
-        with open(target, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+        write_npz(
+            target,
+            self.masks,
+            boxes=self.boxes,
+            scores=self.scores,
+            class_ids=self.class_ids,
+            orig_hw=self.orig_hw,
+            names=self.names,
+            path=self.path,
+            mask_window=self.mask_window,
+        )
         return target
 
     @classmethod
     def load_npz(cls, path: str | Path) -> Results:
         """Read a file written by `save_npz` (orig_image is not stored)."""
-        with np.load(Path(path), allow_pickle=False) as f:
-            offsets = torch.from_numpy(f["mask_offsets"].astype(np.int64))
-            bits = np.unpackbits(f["mask_bits"], count=int(offsets[-1])).astype(bool)
-            masks = CompactMasks(
-                torch.from_numpy(f["mask_regions"].astype(np.int64)),
-                torch.from_numpy(bits),
-                offsets,
-                tuple(f["mask_image_hw"].tolist()),
-            )
-            window = tuple(f["mask_window"].tolist())
-            return cls(
-                masks=masks,
-                boxes=torch.from_numpy(f["boxes"]),
-                scores=torch.from_numpy(f["scores"]),
-                class_ids=torch.from_numpy(f["class_ids"]),
-                orig_hw=tuple(f["orig_hw"].tolist()),  # type: ignore[arg-type]
-                names=tuple(str(n) for n in f["names"]),
-                path=str(f["path"][0]) or None,
-                mask_window=None if window[0] < 0 else window,  # type: ignore[arg-type]
-            )
+        from fastsam_core.export.npz import read_npz
+
+        return cls(**read_npz(path))
+
+
+def _rows(
+    column: Any,
+    index: torch.Tensor | None,
+    device: torch.device | str | None = None,
+) -> Any:
+    """An optional per-row column, indexed and/or moved like the others (None stays None)."""
+    if column is not None and index is not None:
+        column = column[index.to(column.device)]
+    return column if column is None or device is None else column.to(device)
+
+
+@dataclass(frozen=True)
+class ImageError:
+    """What `Predictor.stream` yields for a source that could not be read or segmented."""
+
+    path: str  # the file, or "image<i>" for an in-memory source
+    message: str  # the one-line error
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
 
 
 def _writable(path: str | Path, overwrite: bool) -> Path:
@@ -303,3 +317,97 @@ def results_from_dense(
         orig_hw=(int(orig_hw[0]), int(orig_hw[1])),
         **kwargs,
     )
+
+
+@dataclass
+class PromptResults(Results):
+    """`Results` whose rows answer prompts (a `Results` subclass: every export works).
+
+    Attributes (besides those of `Results`):
+        prompt_scores: (N,) float32 match score: IoU for a box (0 for a box overlapping no
+            mask), CLIP similarity (softmax probability for the "official" text rule) for a
+            text, the mask confidence for points.
+        prompt_ids: (N,) int64 index of the box / text that picked the row; -1 for point prompts
+            and for "subset" output (ultralytics style, rows not tied to one prompt).
+        source_ids: (N,) int64 row of the everything-mode Results the mask came from; -1 for a
+            mask built by the prompt (the "union" of point prompts) and for the empty row of a
+            box that overlaps no mask (`box_no_match="empty"`).
+        prompt_kinds: N of "box", "point", "text" or "subset".
+    """
+
+    prompt_scores: torch.Tensor | None = None
+    prompt_ids: torch.Tensor | None = None
+    source_ids: torch.Tensor | None = None
+    prompt_kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = len(self.masks)
+        self.prompt_scores = (
+            self.scores.clone()
+            if self.prompt_scores is None
+            else torch.as_tensor(self.prompt_scores, dtype=torch.float32).reshape(-1)
+        )
+        for name in ("prompt_ids", "source_ids"):
+            value = getattr(self, name)
+            value = torch.full((n,), -1) if value is None else torch.as_tensor(value).reshape(-1)
+            setattr(self, name, value.long())
+        self.prompt_kinds = tuple(self.prompt_kinds) or ("subset",) * n
+        sizes = {
+            "prompt_scores": self.prompt_scores.shape[0],
+            "prompt_ids": self.prompt_ids.shape[0],  # type: ignore[union-attr]
+            "source_ids": self.source_ids.shape[0],  # type: ignore[union-attr]
+            "prompt_kinds": len(self.prompt_kinds),
+        }
+        if any(v != n for v in sizes.values()):
+            raise ValueError(f"PromptResults needs one entry per mask ({n} masks), got {sizes}")
+
+    @classmethod
+    def wrap(
+        cls,
+        results: Results,
+        prompt_scores: torch.Tensor | None = None,
+        prompt_ids: torch.Tensor | None = None,
+        source_ids: torch.Tensor | None = None,
+        prompt_kinds: tuple[str, ...] = (),
+    ) -> PromptResults:
+        """Attach prompt information to an existing Results (same masks, no copy)."""
+        return cls(
+            masks=results.masks,
+            boxes=results.boxes,
+            scores=results.scores,
+            class_ids=results.class_ids,
+            orig_hw=results.orig_hw,
+            names=results.names,
+            path=results.path,
+            orig_image=results.orig_image,
+            mask_window=results.mask_window,
+            stability_scores=results.stability_scores,
+            point_coords=results.point_coords,
+            prompt_scores=prompt_scores,
+            prompt_ids=prompt_ids,
+            source_ids=source_ids,
+            prompt_kinds=prompt_kinds,
+        )
+
+    def __getitem__(self, index: Index) -> PromptResults:
+        """Subset, keeping the prompt columns aligned."""
+        idx = normalize_index(index, len(self), torch.device("cpu"))
+        base = super().__getitem__(idx)
+        assert self.prompt_ids is not None and self.source_ids is not None  # set in __post_init__
+        return PromptResults.wrap(
+            base,
+            self.prompt_scores[idx] if self.prompt_scores is not None else None,
+            self.prompt_ids[idx],
+            self.source_ids[idx],
+            tuple(self.prompt_kinds[i] for i in idx.tolist()),
+        )
+
+    def to(self, device: torch.device | str) -> PromptResults:
+        return PromptResults.wrap(
+            super().to(device),
+            self.prompt_scores,
+            self.prompt_ids,
+            self.source_ids,
+            self.prompt_kinds,
+        )

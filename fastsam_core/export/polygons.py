@@ -3,9 +3,14 @@
 Each 8-connected component of a mask yields one polygon: its outer boundary pixels traced
 clockwise (on screen, y down) by Moore-neighbour tracing with Jacob's stopping rule, as pixel
 centres in integer image coordinates (the convention of OpenCV's `findContours`, which most
-COCO polygon annotations follow). Holes are not traced. Components are ordered by their
+COCO polygon annotations follow). Components are ordered by their
 top-most, then left-most pixel. With `simplify=True` only the corners of straight runs are
 kept (like CHAIN_APPROX_SIMPLE).
+
+Holes (`crop_rings`, `--format polygons`): each hole is a 4-connected background component not
+touching the crop border (the dual of 8-connected objects); its ring is the outer contour of the
+hole's own pixels, traced like an object (pixel centres just inside the hole). Outer rings and
+hole rings are returned as two separate lists, as COCO polygons cannot express holes.
 """
 
 from __future__ import annotations
@@ -40,19 +45,24 @@ def _row_runs(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rows, starts, ends
 
 
-def _component_starts(crop: np.ndarray) -> list[tuple[int, int]]:
-    """(row, col) of the top-most, left-most pixel of each 8-connected component, in order."""
+def _run_roots(
+    crop: np.ndarray, diagonal: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Runs of `crop` (see `_row_runs`) and the component root (its raster-first run) of each,
+    with 8-connectivity (`diagonal`) or 4-connectivity."""
     rows, starts, ends = _row_runs(crop)
     n = rows.size
-    if n == 0:
-        return []
     width = crop.shape[1] + 2
     start_keys = rows * width + starts  # sorted: runs are in raster order
     end_keys = rows * width + ends  # also sorted (runs in a row are disjoint)
     # Runs b in the next row touch run a (8-connectivity) iff b.start <= a.end and
-    # b.end >= a.start, with a.end exclusive: a contiguous range of the sorted runs.
-    upper = np.searchsorted(start_keys, (rows + 1) * width + ends, side="right")
-    lower = np.searchsorted(end_keys, (rows + 1) * width + starts, side="left")
+    # b.end >= a.start, with a.end exclusive (4-connectivity: strict): a contiguous range.
+    upper = np.searchsorted(
+        start_keys, (rows + 1) * width + ends, side="right" if diagonal else "left"
+    )
+    lower = np.searchsorted(
+        end_keys, (rows + 1) * width + starts, side="left" if diagonal else "right"
+    )
     parent = list(range(n))
 
     def find(i: int) -> int:
@@ -66,8 +76,29 @@ def _component_starts(crop: np.ndarray) -> list[tuple[int, int]]:
             ra, rb = find(a), find(b)
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)  # the root is the raster-first run
-    roots = sorted({find(i) for i in range(n)})
-    return [(int(rows[r]), int(starts[r])) for r in roots]
+    return rows, starts, ends, [find(i) for i in range(n)]
+
+
+def _component_starts(crop: np.ndarray) -> list[tuple[int, int]]:
+    """(row, col) of the top-most, left-most pixel of each 8-connected component, in order."""
+    rows, starts, _, roots = _run_roots(crop)
+    return [(int(rows[r]), int(starts[r])) for r in sorted(set(roots))]
+
+
+def _hole_masks(crop: np.ndarray) -> list[np.ndarray]:
+    """(h, w) bool mask of each hole: 4-connected background components off the border."""
+    h, w = crop.shape
+    rows, starts, ends, roots = _run_roots(~crop, diagonal=False)
+    on_border = {
+        r
+        for r, row, a, b in zip(roots, rows.tolist(), starts.tolist(), ends.tolist())
+        if row in (0, h - 1) or a == 0 or b == w
+    }
+    holes: dict[int, np.ndarray] = {}
+    for r, row, a, b in zip(roots, rows.tolist(), starts.tolist(), ends.tolist()):
+        if r not in on_border:
+            holes.setdefault(r, np.zeros((h, w), dtype=bool))[row, a:b] = True
+    return [holes[r] for r in sorted(holes)]
 
 
 def _trace(flat: list[int], width: int, start: int) -> list[int]:
@@ -139,6 +170,28 @@ def crop_polygons(
             points = _simplify(points)
         polygons.append(points.astype(np.float64) + np.asarray(offset[:2], dtype=np.float64))
     return polygons
+
+
+def crop_rings(
+    crop: torch.Tensor | np.ndarray, offset: Sequence[int] = (0, 0), simplify: bool = True
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(outer rings, hole rings) of a bool crop: `crop_polygons` plus one ring per hole (see
+    the module docstring), both as (K, 2) float64 xy arrays offset by (x0, y0)."""
+    arr = crop.cpu().numpy() if isinstance(crop, torch.Tensor) else np.asarray(crop)
+    outer = crop_polygons(arr, offset, simplify)
+    if not outer:
+        return [], []
+    arr = arr.astype(bool)
+    holes = [ring for hole in _hole_masks(arr) for ring in crop_polygons(hole, offset, simplify)]
+    return outer, holes
+
+
+def compact_mask_rings(
+    masks: CompactMasks, simplify: bool = True
+) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+    """(outer rings, hole rings) of every mask of a CompactMasks (see `crop_rings`)."""
+    regions = masks.regions.tolist()
+    return [crop_rings(masks.crop(i), regions[i][:2], simplify) for i in range(len(masks))]
 
 
 def mask_polygons(mask: torch.Tensor | np.ndarray, simplify: bool = True) -> list[np.ndarray]:

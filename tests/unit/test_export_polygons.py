@@ -9,7 +9,9 @@ import torch
 from fastsam_core.compact_masks import CompactMasks
 from fastsam_core.export.polygons import (
     compact_mask_polygons,
+    compact_mask_rings,
     crop_polygons,
+    crop_rings,
     mask_polygons,
     to_coco_segmentation,
 )
@@ -148,3 +150,57 @@ def test_offset_and_shape_errors() -> None:
     assert polygon[:, 0].min() == 10 and polygon[:, 1].min() == 20
     with pytest.raises(ValueError, match=r"mask must have shape \(H, W\), got \(2, 2, 2\)"):
         mask_polygons(np.ones((2, 2, 2), dtype=bool))
+
+
+def _enclosed_background(mask: np.ndarray) -> int:
+    """Reference hole count: 4-connected background components not touching the border (BFS)."""
+    h, w = mask.shape
+    seen = mask.copy()
+    holes = 0
+    for y0, x0 in zip(*np.nonzero(~mask)):
+        if seen[y0, x0]:
+            continue
+        stack, border = [(y0, x0)], False
+        seen[y0, x0] = True
+        while stack:
+            y, x = stack.pop()
+            border |= y in (0, h - 1) or x in (0, w - 1)
+            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if 0 <= ny < h and 0 <= nx < w and not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    stack.append((ny, nx))
+        holes += not border
+    return holes
+
+
+def test_holes_are_separate_rings_that_rasterise_to_the_holes() -> None:
+    yy, xx = np.mgrid[:50, :50]
+    ring = ((yy - 25) ** 2 + (xx - 25) ** 2 < 24**2) & ((yy - 25) ** 2 + (xx - 25) ** 2 >= 15**2)
+    outer, holes = crop_rings(ring, (100, 200))
+    assert len(outer) == 1 and len(holes) == 1
+    assert np.array_equal(outer[0], crop_polygons(ring, (100, 200))[0])  # outer rings unchanged
+    disc = (yy - 25) ** 2 + (xx - 25) ** 2 < 15**2  # the hole's own pixels
+    hole = holes[0] - np.array([100.0, 200.0])
+    assert iou(rasterise([hole], 50, 50), disc) > 0.9
+    assert all(disc[int(y), int(x)] for x, y in hole)  # vertices are hole pixels
+    # 4-connected holes: two diagonal gaps are two holes; a notch open to the edge is none
+    square = np.ones((7, 7), dtype=bool)
+    square[2, 2] = square[3, 3] = False
+    square[0, 3] = False
+    assert len(crop_rings(square)[1]) == 2
+    assert len(crop_rings(np.zeros((4, 4), dtype=bool))[0]) == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hole_count_matches_a_flood_fill_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = rng.random((24, 31)) < 0.7
+    outer, holes = crop_rings(mask)
+    assert len(outer) == len(mask_polygons(mask))
+    assert len(holes) == _enclosed_background(np.pad(mask, 1))  # padded: crop edge is outside
+    masks = CompactMasks.from_dense(torch.from_numpy(mask)[None])
+    (rings,) = compact_mask_rings(masks)
+    region = masks.regions[0, :2].tolist()
+    shifted = [r - np.asarray(region, dtype=np.float64) for r in rings[1]]
+    tight = mask[region[1] :, region[0] :]
+    assert [h.tolist() for h in shifted] == [h.tolist() for h in crop_rings(tight)[1]]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fastsam_core import CompactMasks, Results
-from fastsam_core.results import results_from_dense
+from fastsam_core.results import PromptResults, results_from_dense
 
 mask_api = pytest.importorskip("pycocotools.mask", reason="pycocotools checks the RLE export")
 
@@ -182,7 +182,7 @@ def test_overlay_png_in_the_original_frame(tmp_path: Path) -> None:
         3,
     )
     no_image, _ = make_results(with_image=False)
-    with pytest.raises(ValueError, match="save_overlay needs orig_image"):
+    with pytest.raises(ValueError, match="plot and save_overlay need orig_image"):
         no_image.save_overlay(tmp_path / "x.png")
 
 
@@ -212,3 +212,130 @@ def test_empty_results_export(tmp_path: Path) -> None:
     assert results.to_json()["annotations"] == [] and results.to_rle() == []
     png = np.asarray(Image.open(results.save_overlay(tmp_path / "empty.png")))
     assert np.array_equal(png, results.orig_image.numpy())  # type: ignore[union-attr]
+
+
+def test_prompt_results_keep_their_columns_aligned(tmp_path: Path) -> None:
+    results, masks = make_results()
+    rows = PromptResults.wrap(
+        results,
+        prompt_scores=torch.tensor([0.1, 0.2, 0.3, 0.4]),
+        prompt_ids=torch.tensor([0, 0, 1, 1]),
+        source_ids=torch.tensor([3, 2, 1, 0]),
+        prompt_kinds=("box", "box", "text", "text"),
+    )
+    assert isinstance(rows, Results) and rows.masks is results.masks  # no copy
+    sub = rows[[2, 0]]
+    assert isinstance(sub, PromptResults)
+    assert sub.prompt_scores.tolist() == pytest.approx([0.3, 0.1])
+    assert sub.prompt_ids.tolist() == [1, 0] and sub.source_ids.tolist() == [1, 3]
+    assert sub.prompt_kinds == ("text", "box")
+    assert torch.equal(sub.dense_masks, masks[[2, 0]])
+    defaults = PromptResults.wrap(results)
+    assert defaults.prompt_ids.tolist() == [-1] * 4 and defaults.prompt_kinds == ("subset",) * 4
+    assert torch.equal(defaults.prompt_scores, results.scores)
+    with pytest.raises(ValueError, match=r"one entry per mask \(4 masks\)"):
+        PromptResults.wrap(results, prompt_ids=torch.tensor([0, 1]))
+    loaded = Results.load_npz(sub.save_npz(tmp_path / "rows.npz"))
+    assert type(loaded) is Results and torch.equal(loaded.dense_masks, masks[[2, 0]])
+
+
+# ---------------------------------------------------------------------- issue 13: records, plots
+def test_sam_style_records_tight_bbox_and_prompt_metadata() -> None:
+    results, _ = make_results()
+    results.boxes[0] = torch.tensor([8.0, 3.0, 52.0, 33.0])  # detector box looser than the mask
+    doc = results.to_json()
+    first = doc["annotations"][0]
+    assert first["bbox"] == [10, 5, 40, 25]  # mask pixels x 10..49, y 5..29
+    assert first["det_bbox"] == [8.0, 3.0, 44.0, 30.0]
+    assert first["bbox_xyxy"] == [8.0, 3.0, 52.0, 33.0]
+    assert first["score"] == first["predicted_iou"] == pytest.approx(0.5)
+    assert torch.equal(results.predicted_iou, results.scores)
+    assert first["stability_score"] is None  # built from dense masks: no logits
+    assert first["point_coords"] == [[30.0, 18.0]]  # no anchors: the detector box centre
+    assert first["crop_box"] == [0, 0, 60, 45]
+    with_extras = Results(
+        results.masks, results.boxes, results.scores, results.class_ids, ORIG_HW,
+        stability_scores=torch.tensor([0.9, 0.8, 0.7, 0.6]),
+        point_coords=torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]),
+    )  # fmt: skip
+    sub = with_extras[[3, 1]]
+    assert sub.stability_scores.tolist() == pytest.approx([0.6, 0.8])  # type: ignore[union-attr]
+    assert sub.to("cpu").point_coords.tolist() == [[7.0, 8.0], [3.0, 4.0]]  # type: ignore[union-attr]
+    records = sub.to_json()["annotations"]
+    assert [r["point_coords"] for r in records] == [[[7.0, 8.0]], [[3.0, 4.0]]]
+    assert [r["stability_score"] for r in records] == pytest.approx([0.6, 0.8])
+    with pytest.raises(ValueError, match="'stability_scores': 2"):
+        Results(
+            results.masks, results.boxes, results.scores, results.class_ids, ORIG_HW,
+            stability_scores=torch.zeros(2),
+        )  # fmt: skip
+    prompted = PromptResults.wrap(
+        with_extras,
+        prompt_scores=torch.tensor([0.1, 0.2, 0.3, 0.4]),
+        prompt_ids=torch.tensor([0, 1, -1, 0]),
+        prompt_kinds=("box", "box", "point", "text"),
+    )
+    rows = prompted[[2, 3]].to_json()["annotations"]
+    assert [(r["prompt_kind"], r["prompt_id"], r["source_id"]) for r in rows] == [
+        ("point", -1, -1),
+        ("text", 0, -1),
+    ]
+    assert [r["prompt_score"] for r in rows] == pytest.approx([0.3, 0.4])
+    assert rows[0]["stability_score"] == pytest.approx(0.7)
+
+
+def test_plot_options_draw_boxes_labels_and_prompt_markers() -> None:
+    from fastsam_core.prompts.prompt_set import make_prompts
+
+    results, masks = make_results()
+    plain = results.plot()
+    assert plain.shape == (*ORIG_HW, 3) and plain.dtype == np.uint8
+    no_contours = results.plot(contours=False, alpha=1.0)
+    colours = np.unique(no_contours[masks[3].numpy()], axis=0)
+    assert len(colours) == 1  # alpha 1, no border: the mask is one flat colour
+    boxed = results.plot(boxes=True, contours=False)
+    x0, y0, x1 = 10, 5, 50  # mask 0's detector box (10, 5, 50, 30): a 2 px outline in its colour
+    edge = boxed[y0 : y0 + 2, x0 + 5 : x1 - 5]
+    assert (edge == no_contours[y0 + 3, x0 + 5]).all()  # the mask's own colour, opaque
+    assert not np.array_equal(edge, results.plot(contours=False)[y0 : y0 + 2, x0 + 5 : x1 - 5])
+    labelled = results.plot(labels=True)
+    assert not np.array_equal(labelled, plain)
+    prompts = make_prompts(boxes=[[2, 2, 58, 43]], points=[[30, 20]], labels=[0])
+    marked = results.plot(prompts=prompts, contours=False)
+    assert (marked[2, 10:50] == 255).all()  # white prompt box top edge
+    assert marked[20, 30].tolist() == [220, 0, 0]  # background point: red
+    untouched = ~masks.any(0).numpy()
+    untouched[:5], untouched[-5:], untouched[:, :5], untouched[:, -5:] = False, False, False, False
+    untouched[14:27, 24:37] = False  # around the point
+    assert np.array_equal(marked[untouched], results.orig_image.numpy()[untouched])  # type: ignore[union-attr]
+
+
+def test_to_supervision_detections() -> None:
+    results, masks = make_results()
+    sv = pytest.importorskip("supervision")
+    detections = results.to_supervision()
+    assert isinstance(detections, sv.Detections) and len(detections) == 4
+    assert np.array_equal(detections.mask, masks.numpy())
+    assert np.allclose(detections.xyxy, results.boxes.numpy())
+    assert detections.confidence.tolist() == pytest.approx([0.5, 0.9, 0.7, 0.8])
+    assert list(detections.data["class_name"]) == ["object"] * 4
+    annotated = sv.MaskAnnotator().annotate(results.orig_image.numpy().copy(), detections)  # type: ignore[union-attr]
+    assert annotated.shape == (*ORIG_HW, 3)
+
+
+def test_to_supervision_without_supervision_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "supervision", None)  # import raises ImportError
+    results, _ = make_results()
+    with pytest.raises(ImportError, match="pip install supervision"):
+        results.to_supervision()
+
+
+def test_image_error_is_a_one_line_report() -> None:
+    from fastsam_core.results import ImageError
+
+    err = ImageError("a/b.jpg", "cannot read image")
+    assert str(err) == "a/b.jpg: cannot read image" and err.path == "a/b.jpg"
