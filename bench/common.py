@@ -1,10 +1,9 @@
-"""The one benchmark timer and environment record shared by every `bench/*.py` (STYLE §10).
+"""Environment record and memory probes shared by every `bench/*.py` (STYLE §10).
 
-* `measure(fn, warmup, repeats, device)`: warm-up calls excluded, the device synchronised before
-  each clock read (gpt-fast's `device_sync`), median and IQR over the repeats.
-* `summarize(samples)`: the same statistics for samples timed elsewhere (e.g. per stage).
+The timer itself (`measure`, `summarize`, `Stats`, `device_sync`, per-stage `StageClock`) is the
+package's one clock, `fastsam_core.profiling` (also behind `fastsam bench`), re-exported here.
 * `env_info(device)`: device, CPU model, threads, load average, torch/triton versions, commit.
-Compile time is never inside `measure`: time the first call separately (see `fastsam_core.runtime`).
+* `peak_memory(fn, device)`: the extra memory one call needs.
 """
 
 from __future__ import annotations
@@ -12,75 +11,22 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fastsam_core.profiling import Stats, device_sync, measure, summarize
+
+__all__ = [  # the timer is re-exported from the package's one clock
+    "REPO_ROOT", "Stats", "device_sync", "env_info", "load_average", "measure", "peak_memory",
+    "release_freed_memory", "summarize", "write_json",
+]  # fmt: skip
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def device_sync(device: torch.device | str | None = None) -> None:
-    """Wait for queued device work so a host clock read covers it (no-op on CPU)."""
-    device = torch.device(device) if device is not None else None
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device is not None and device.type == "mps":
-        torch.mps.synchronize()
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Seconds over repeats: median, inter-quartile range (q3 - q1), min, and every sample."""
-
-    median: float
-    iqr: float
-    min: float
-    samples: tuple[float, ...]
-
-    def ms(self) -> str:
-        return f"{self.median * 1e3:.1f} ± {self.iqr * 1e3 / 2:.1f} ms"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def summarize(samples: Sequence[float]) -> Stats:
-    """Median and IQR of `samples` (seconds); ValueError when empty."""
-    if not samples:
-        raise ValueError("summarize() needs at least one sample, got none")
-    values = sorted(float(s) for s in samples)
-    if len(values) >= 4:
-        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    else:
-        q1, q3 = values[0], values[-1]
-    return Stats(statistics.median(values), q3 - q1, values[0], tuple(values))
-
-
-def measure(
-    fn: Callable[[], Any],
-    warmup: int = 1,
-    repeats: int = 5,
-    device: torch.device | str | None = None,
-) -> Stats:
-    """Time `fn()` `repeats` times after `warmup` untimed calls, syncing `device` around each."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    for _ in range(warmup):
-        fn()
-    device_sync(device)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        device_sync(device)
-        samples.append(time.perf_counter() - start)
-    return summarize(samples)
 
 
 def _cpu_model() -> str:
@@ -96,7 +42,12 @@ def _cpu_model() -> str:
 def _commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
@@ -125,7 +76,9 @@ def env_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         triton_version = None
     info: dict[str, Any] = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else _cpu_model(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),

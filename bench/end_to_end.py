@@ -1,14 +1,14 @@
 """End to end, ours vs the oracle (ultralytics 8.4.190 FastSAM) in the same run (issue 6).
 
-    python -m bench.end_to_end                  # FastSAM-s, dogs.jpg + sa_862.jpg, 640/1024, retina on/off
-    python -m bench.end_to_end --quick          # CI smoke run (tiny model, small image, 1 repeat)
+    python -m bench.end_to_end                  # official FastSAM-s, dogs.jpg + sa_862.jpg, 640/1024
+    python -m bench.end_to_end --quick --checkpoint N.pt   # CI smoke run (small image, 1 repeat)
     python -m bench.end_to_end --profile trace.json   # torch profiler trace of our predictor
 
-What is timed (bench/common.py: warm-up excluded, median and IQR over repeats):
+What is timed (fastsam_core.profiling, the one clock: warm-up excluded, median and IQR over repeats):
 * cases (image x imgsz x retina [x box prompt]): both sides get the SAME decoded BGR arrays (cv2);
-  repeats alternate ours / oracle so load changes hit both. Our stages come from timing wrappers
-  around the predictor's steps (preprocess = letterbox + to_input, forward, NMS, masks, prompt,
-  other = box decode, full-box step, Results); the oracle's from its own `speed` dict
+  repeats alternate ours / oracle so load changes hit both. Our stages come from the predictor's
+  own stage hooks (`timer=StageClock()`: preprocess = letterbox + to_input, forward, NMS with the
+  box decode, masks, prompt, other = full-box step, Results); the oracle's from its own `speed` dict
   (preprocess / inference / postprocess). Output encoding (COCO RLE of every mask) is timed
   separately: ours `Results.to_rle`, the oracle's dense masks through pycocotools.
 * our variants: "plain" (fp32 NCHW, reference masks), "fast" (runtime default preset + the
@@ -16,17 +16,13 @@ What is timed (bench/common.py: warm-up excluded, median and IQR over repeats):
 * forward only: each variant's network vs the oracle's, with GFLOP/s (FLOPs from `fastsam info`).
 * throughput: images/s at batch 1, 4, 16.
 * cold start and peak RSS: each side in its own fresh subprocess (import, load, first call).
-The oracle is imported only here (never by the product): it is AGPL and a test/bench tool.
+The oracle is imported only by bench/oracle_side.py (never by the product): AGPL, a test/bench tool.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -34,71 +30,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench import oracle_side
+from bench.cold_start import cold_start
 from bench.common import REPO_ROOT, env_info, load_average, measure, summarize, write_json
+from bench.end_to_end_inputs import (
+    DEFAULT_IMAGES,
+    IMAGES_DIRS,
+    converted,
+    load_images,
+    official_checkpoint,
+)
+from bench.end_to_end_report import markdown, print_report
+from bench.oracle_side import check_threads, import_oracle, oracle_call, rle_encode_dense
 from fastsam_core.mask_backends import auto_backend_name
-from fastsam_core.stage_timing import StageClock, instrumented
+from fastsam_core.profiling import StageClock
 
-IMAGES_DIR = Path(os.environ.get("FASTSAM_BENCH_IMAGES", REPO_ROOT.parent / "shared" / "images"))
-DEFAULT_IMAGES = {"sparse": "dogs.jpg", "dense": "sa_862.jpg"}
 IOU = 0.9
 CONF = 0.4  # FastSAM's default; --conf overrides (both sides)
-THREADS = torch.get_num_threads()  # --threads; restored after every oracle call (see oracle_call)
-OUR_STAGES = ("preprocess", "forward", "nms", "masks", "prompt", "other")
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("FASTSAM_TEST_CACHE") or Path.home() / ".cache" / "fastsam-core-tests"
-    path = Path(root) / "bench"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def oracle_checkpoint_for(scale: str, quick: bool) -> Path:
-    """A cached oracle-made random-weight checkpoint (class-calibrated unless quick)."""
-    sys.path.insert(0, str(REPO_ROOT))
-    from tests.support import oracle_models
-
-    if quick:
-        return oracle_models.oracle_checkpoint(scale, reg_max=16)
-    return oracle_models.calibrated_oracle_checkpoint(scale, reg_max=16)
-
-
-def converted(checkpoint: Path) -> Path:
-    """`fastsam convert` of `checkpoint` (in a subprocess, ultralytics never imported), cached."""
-    out = cache_dir() / f"{checkpoint.stem}-{checkpoint.stat().st_size}.safetensors"
-    if not out.exists():
-        tmp = out.with_suffix(".tmp.safetensors")
-        subprocess.run(
-            [sys.executable, "-m", "fastsam_core", "convert", str(checkpoint), str(tmp), "--force"],
-            check=True, cwd=REPO_ROOT, capture_output=True,
-        )  # fmt: skip
-        os.replace(tmp, out)
-    return out
-
-
-def load_images(names: list[str], quick: bool) -> dict[str, np.ndarray]:
-    """name -> (H, W, 3) uint8 BGR, decoded once with cv2 (the oracle's reader); generated if absent."""
-    import cv2
-
-    images = {}
-    for name in names:
-        path = IMAGES_DIR / name
-        if path.exists():
-            image = cv2.imread(str(path))
-            if image is None:
-                raise ValueError(f"cv2 could not decode {path}")
-        else:  # smooth random blobs: a stand-in photo (documented in the JSON as generated)
-            rng = np.random.default_rng(abs(hash(name)) % 2**32)
-            small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
-            image = cv2.resize(small, (640, 480), interpolation=cv2.INTER_CUBIC)
-            name = f"generated:{name}"
-        if quick:
-            image = cv2.resize(image, (image.shape[1] // 4, image.shape[0] // 4))
-        images[name] = np.ascontiguousarray(image)
-    return images
 
 
 # ----------------------------------------------------------------------------- our side
@@ -130,46 +78,6 @@ def make_predictor(weights: Path, variant: str, device: torch.device) -> tuple[A
         str(weights), device=device, conf=CONF, iou=IOU, postprocess="ultralytics", bgr=True, **spec
     )
     return predictor, time.perf_counter() - start
-
-
-# ----------------------------------------------------------------------------- oracle side
-
-
-def import_oracle(threads: int) -> Any:
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_dir() / "ultralytics-config"))
-    from ultralytics import FastSAM
-
-    torch.set_num_threads(threads)  # ultralytics sets torch to 1 thread on import
-    return FastSAM
-
-
-def oracle_call(oracle: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call the oracle, then restore our thread count: its predictor setup (first call) runs
-    `select_device`, which sets torch to min(8, cpu_count - 1) = 1 thread on a 2-core machine,
-    and would silently make every later timing (ours and its own) single-threaded."""
-    try:
-        return oracle(*args, **kwargs)
-    finally:
-        torch.set_num_threads(THREADS)
-
-
-def check_threads(where: str) -> None:
-    """Fail loudly instead of timing with a thread count other than --threads."""
-    if torch.get_num_threads() != THREADS:
-        raise RuntimeError(
-            f"{where}: torch runs {torch.get_num_threads()} threads, expected --threads {THREADS}"
-        )
-
-
-def rle_encode_dense(masks: torch.Tensor) -> list[dict[str, Any]]:
-    """COCO RLE of (N, H, W) bool masks with pycocotools (the oracle's output encoding)."""
-    from pycocotools import mask as mask_utils
-
-    if masks.shape[0] == 0:
-        return []
-    array = np.asfortranarray(masks.permute(1, 2, 0).cpu().numpy().astype(np.uint8))
-    return mask_utils.encode(array)
 
 
 # ----------------------------------------------------------------------------- cases
@@ -205,17 +113,15 @@ def run_case(
         clock = StageClock()
         predictor = predictors[variant]
         check_threads(f"ours {variant}")
-        with instrumented(predictor, clock):
-            start = time.perf_counter()
-            results = predictor(image, **ours_kwargs)
-            total = time.perf_counter() - start
+        start = time.perf_counter()
+        results = predictor(image, timer=clock, **ours_kwargs)
+        total = time.perf_counter() - start
         start = time.perf_counter()
         results[0].to_rle()
         encode = time.perf_counter() - start
         counts[variant] = len(results[0])
         if record:
-            stages = {s: clock.seconds.get(s, 0.0) for s in OUR_STAGES if s != "other"}
-            stages["other"] = max(total - sum(stages.values()), 0.0)
+            stages = clock.split(total)  # OUR_STAGES
             for key, value in {"total": total, "encode": encode, **stages}.items():
                 samples[variant].setdefault(key, []).append(value)
 
@@ -320,196 +226,6 @@ def throughput(
     return rows
 
 
-# ----------------------------------------------------------------------------- subprocess workers
-
-_WORKER = r"""
-import json, os, resource, sys, time
-t0 = time.perf_counter()
-side, weights, image_path, imgsz, retina, threads, spec, conf = sys.argv[1:9]
-imgsz, retina, threads, conf = int(imgsz), retina == "1", int(threads), float(conf)
-import numpy as np, torch
-if side == "oracle":
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ultralytics import FastSAM
-torch.set_num_threads(threads)
-if side == "ours":
-    from fastsam_core.predictor import Predictor
-t_import = time.perf_counter() - t0
-image = np.load(image_path)
-t1 = time.perf_counter()
-if side == "ours":
-    model = Predictor(weights, conf=conf, iou=0.9, postprocess="ultralytics", bgr=True,
-                      **json.loads(spec))
-    call = lambda: model(image, imgsz=imgsz, retina_masks=retina)
-else:
-    model = FastSAM(weights)
-    call = lambda: model(image, imgsz=imgsz, retina_masks=retina, conf=conf, iou=0.9,
-                         device="cpu", verbose=False)
-t_load = time.perf_counter() - t1
-t2 = time.perf_counter()
-call()
-t_first = time.perf_counter() - t2
-torch.set_num_threads(threads)  # the oracle's first call sets 1 thread on a 2-core machine
-t3 = time.perf_counter()
-call()
-t_second = time.perf_counter() - t3
-
-def peak_rss_mb():
-    # VmHWM: this process image's own high-water mark (ru_maxrss would include the parent's RSS
-    # at fork time, which Linux carries across exec).
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"import_s": t_import, "load_s": t_load, "first_call_s": t_first,
-                  "second_call_s": t_second, "cold_start_s": t_import + t_load + t_first,
-                  "peak_rss_mb": peak_rss_mb(),
-                  "threads": torch.get_num_threads()}))
-"""
-
-
-def cold_start(
-    side: str,
-    weights: Path,
-    image: np.ndarray,
-    imgsz: int,
-    retina: bool,
-    threads: int,
-    variant: str,
-) -> dict[str, Any]:
-    """Import + load + first call in a fresh process; its peak RSS (one side per process)."""
-    path = cache_dir() / f"coldstart-{os.getpid()}.npy"
-    np.save(path, image)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "YOLO_CONFIG_DIR": str(cache_dir() / "ultralytics-config"),
-    }
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(_WORKER), side, str(weights), str(path), str(imgsz),
-             "1" if retina else "0", str(threads), json.dumps(_resolved_spec(variant) if side == "ours" else {}), str(CONF)],
-            capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=1800, check=False,
-        )  # fmt: skip
-    finally:
-        path.unlink(missing_ok=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{side} cold-start worker failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result.update(
-        side=side, variant=variant if side == "ours" else None, imgsz=imgsz, retina=retina
-    )
-    result["load_average"] = load_average()
-    return result
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def _ms(stats: dict[str, Any] | None) -> str:
-    if not stats:
-        return "-"
-    return f"{stats['median'] * 1e3:8.1f}±{stats['iqr'] * 1e3 / 2:<6.1f}"
-
-
-def print_report(report: dict[str, Any]) -> None:
-    env = report["env"]
-    print(
-        f"\n# end to end on {env['device_name']} ({env['threads']} threads), torch {env['torch']}, "
-        f"commit {env['commit'][:12]}, load {env['load_average']}"
-    )
-    print(
-        "\ncase                          variant   ours e2e ms       oracle e2e ms     ratio   "
-        "dets o/u | ours stages ms (pre fwd nms masks prompt other) enc | oracle (pre inf post) enc"
-    )
-    for row in report["cases"]:
-        label = f"{row['case']} {row['imgsz']} retina={'on' if row['retina'] else 'off'}" + (
-            f" +{row['prompt']}" if row["prompt"] else ""
-        )
-        oracle = row.get("oracle")
-        for variant, stages in row["ours"].items():
-            parts = " ".join(f"{stages.get(s, {}).get('median', 0) * 1e3:.0f}" for s in OUR_STAGES)
-            ratio = row.get("ratio", {}).get(variant)
-            oracle_parts = (
-                " ".join(
-                    f"{oracle[k]['median'] * 1e3:.0f}"
-                    for k in ("preprocess", "inference", "postprocess")
-                    if k in oracle
-                )
-                + f" {oracle['encode']['median'] * 1e3:.0f}"
-                if oracle
-                else "-"
-            )
-            print(
-                f"{label:<30}{variant:<9}{_ms(stages['total'])}  {_ms(oracle['total'] if oracle else None)}  "
-                f"{(f'{ratio:5.2f}x' if ratio else '  -  ')}  {row['detections'].get('oracle', '-')}/"
-                f"{row['detections'].get(variant)} | {parts} {stages['encode']['median'] * 1e3:.0f} | "
-                f"{oracle_parts}"
-            )
-    if report.get("forward"):
-        print("\nforward only (ms, GFLOP/s):")
-        for row in report["forward"]:
-            cells = [
-                f"{k} {v['median'] * 1e3:.0f} ({v.get('gflop_per_s', 0):.1f})"
-                for k, v in row.items()
-                if isinstance(v, dict)
-            ]
-            print(f"  {tuple(row['input_hw'])} {row['gflops'] or 0:.1f} GFLOP: " + ", ".join(cells))
-    if report.get("throughput"):
-        print("\nthroughput (images/s):")
-        for row in report["throughput"]:
-            print(
-                f"  {row['variant']:<8} imgsz {row['imgsz']} B={row['batch']:<3} "
-                f"{row['images_per_s']:.2f} img/s ({row['seconds']['median']:.2f} s per batch)"
-            )
-    if report.get("cold_start"):
-        print("\ncold start (fresh process; s) and peak RSS:")
-        for row in report["cold_start"]:
-            print(
-                f"  {row['side']:<7}{row.get('variant') or '':<9} import {row['import_s']:.1f}  load "
-                f"{row['load_s']:.1f}  first call {row['first_call_s']:.1f}  second {row['second_call_s']:.1f}"
-                f"  peak RSS {row['peak_rss_mb']:.0f} MB"
-            )
-    compile_times = report.get("compile_seconds")
-    if compile_times:
-        print(f"\ncompile time (s, not in any timing above): {compile_times}")
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The side-by-side table of a report as Markdown (for bench/RESULTS.md)."""
-    env = report["env"]
-    lines = [
-        (
-            f"Machine: {env['device_name']}, {env['cpu_count']} cores, {env['threads']} torch threads; "
-            f"torch {env['torch']}, triton {env['triton']}; commit {env['commit'][:12]}; load average "
-            f"at start {env['load_average']}, at end {env.get('load_average_end')}."
-        ),
-        "",
-        (
-            "| case | variant | ours e2e ms (median ± IQR/2) | oracle e2e ms | oracle / ours | dets oracle/ours "
-            "| ours pre / fwd / nms / masks / other ms | oracle pre / inf / post ms | RLE enc ours / oracle ms | load |"
-        ),
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in report["cases"]:
-        label = f"{row['case']} {row['imgsz']} retina {'on' if row['retina'] else 'off'}"
-        label += f" + {row['prompt']} prompt" if row["prompt"] else ""
-        oracle = row.get("oracle", {})
-        for variant, st in row["ours"].items():
-            med = {k: v["median"] * 1e3 for k, v in st.items()}
-            omed = {k: v["median"] * 1e3 for k, v in oracle.items()}
-            lines.append(
-                f"| {label} | {variant} | {med['total']:.0f} ± {st['total']['iqr'] * 5e2:.0f} | "
-                f"{omed.get('total', 0):.0f} ± {oracle.get('total', {}).get('iqr', 0) * 5e2:.0f} | "
-                f"**{row.get('ratio', {}).get(variant, 0):.2f}x** | {row['detections'].get('oracle', '-')}/"
-                f"{row['detections'][variant]} | {med['preprocess']:.0f} / {med['forward']:.0f} / "
-                f"{med['nms']:.0f} / {med['masks']:.0f} / {med['other']:.0f} | {omed.get('preprocess', 0):.0f} / "
-                f"{omed.get('inference', 0):.0f} / {omed.get('postprocess', 0):.0f} | {med['encode']:.0f} / "
-                f"{omed.get('encode', 0):.0f} | {row['load_average'][0]:.1f} |"
-            )
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -519,13 +235,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="CI smoke run: tiny model, 1 repeat")
     parser.add_argument(
-        "--scale", default="s", help="oracle checkpoint scale when --checkpoint is not given"
+        "--scale", default="s", help="official checkpoint (s or x) when --checkpoint is not given"
     )
     parser.add_argument(
-        "--checkpoint", type=Path, help="ultralytics .pt (default: cached oracle-made one)"
+        "--checkpoint", type=Path, help="ultralytics .pt (default: the official FastSAM-{scale})"
     )
     parser.add_argument(
-        "--images", nargs="+", help=f"file names in {IMAGES_DIR} (default dogs.jpg sa_862.jpg)"
+        "--images",
+        nargs="+",
+        help=f"file names in {' or '.join(map(str, IMAGES_DIRS))} (default dogs.jpg sa_862.jpg)",
     )
     parser.add_argument("--imgsz", type=int, nargs="+", default=[640, 1024])
     parser.add_argument("--retina", choices=["on", "off"], nargs="+", default=["on", "off"])
@@ -553,23 +271,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.scale, args.imgsz, args.retina, args.repeats, args.warmup = "n", [160], ["on"], 1, 1
-        args.batch_sizes, args.images = [1, 2], args.images or ["dogs.jpg"]
+        args.batch_sizes, args.images = [1, 2], args.images or ["coffee.jpg"]
         args.conf = 0.05 if args.conf == CONF else args.conf  # random tiny net: some detections
         args.variants = [v for v in args.variants if v != "compile"]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    global CONF, THREADS
+    global CONF
     args = parse_args(argv)
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
         return 0
-    CONF, THREADS = args.conf, args.threads
+    CONF, oracle_side.THREADS = args.conf, args.threads
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     oracle_cls = None if args.no_oracle else import_oracle(args.threads)
-    checkpoint = args.checkpoint or oracle_checkpoint_for(args.scale, args.quick)
+    checkpoint = args.checkpoint or official_checkpoint(args.scale)
     weights = converted(checkpoint)
     images = load_images(args.images or list(DEFAULT_IMAGES.values()), args.quick)
     torch.set_num_threads(args.threads)
@@ -632,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             report["cold_start"].append(cold_start(
                 side, weights if side == "ours" else checkpoint, first_image, args.imgsz[0],
                 "on" in args.retina, args.threads, variant,
+                _resolved_spec(variant) if side == "ours" else {}, CONF,
             ))  # fmt: skip
     report["compile_seconds"] = {
         v: p.runner.describe()["compile_seconds"]

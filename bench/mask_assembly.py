@@ -64,8 +64,14 @@ def make_case(resolution: str, n: int, seed: int = 0) -> dict[str, Any]:
     offset = torch.tensor([geometry.pad_left, geometry.pad_top], dtype=torch.float32)
     boxes = torch.cat([corner, corner + sides], 1) + offset.repeat(2)  # (N, 4) letterbox px
     boxes[0] = torch.cat([offset, offset + content])  # the full-image box
-    return {"geometry": geometry, "protos": protos, "coeffs": coeffs, "boxes_input": boxes,
-            "boxes_orig": scale_boxes(boxes, geometry, rule="official"), "retina": retina}
+    return {
+        "geometry": geometry,
+        "protos": protos,
+        "coeffs": coeffs,
+        "boxes_input": boxes,
+        "boxes_orig": scale_boxes(boxes, geometry, rule="official"),
+        "retina": retina,
+    }
 
 
 def _frame_pixels(geometry: LetterboxGeometry, retina: bool) -> int:
@@ -73,11 +79,15 @@ def _frame_pixels(geometry: LetterboxGeometry, retina: bool) -> int:
     return h * w
 
 
-def run_backend(name: str, case: dict[str, Any], device: torch.device, repeats: int) -> dict[str, Any]:
+def run_backend(
+    name: str, case: dict[str, Any], device: torch.device, repeats: int
+) -> dict[str, Any]:
     """First call (compile/warm-up), timed calls (peak memory measured on the first), pixel counts."""
     backend = get_mask_backend(name)  # explicit name: no fallback
-    args = [case[k].to(device) if isinstance(case[k], torch.Tensor) else case[k]
-            for k in ("protos", "coeffs", "boxes_input", "boxes_orig", "geometry")]
+    args = [
+        case[k].to(device) if isinstance(case[k], torch.Tensor) else case[k]
+        for k in ("protos", "coeffs", "boxes_input", "boxes_orig", "geometry")
+    ]
 
     def call() -> Any:
         return backend(*args, retina=case["retina"], postprocess="official", mask_rule="logit")
@@ -101,24 +111,42 @@ def run_backend(name: str, case: dict[str, Any], device: torch.device, repeats: 
             device_sync(device)
         samples.append(time.perf_counter() - start)
     stats = summarize(samples)
-    return {"backend": name, "median_ms": stats.median * 1e3, "iqr_ms": stats.iqr * 1e3,
-            "repeats": reps, "first_call_ms": first * 1e3,
-            "compile_ms": max(first - stats.median, 0.0) * 1e3, "peak_bytes": peak,
-            "stored_pixels": stored, "areas": areas}
+    return {
+        "backend": name,
+        "median_ms": stats.median * 1e3,
+        "iqr_ms": stats.iqr * 1e3,
+        "repeats": reps,
+        "first_call_ms": first * 1e3,
+        "compile_ms": max(first - stats.median, 0.0) * 1e3,
+        "peak_bytes": peak,
+        "stored_pixels": stored,
+        "areas": areas,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--backends", default=None,
-                        help="comma list (default: reference,eager,compiled, plus triton on CUDA)")
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help="comma list (default: reference,eager,compiled, plus triton on CUDA)",
+    )
     parser.add_argument("--resolutions", default=",".join(RESOLUTIONS))
     parser.add_argument("--counts", default=",".join(map(str, COUNTS)))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (1 gives stable numbers on a loaded machine)")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 640, N=10, reference+eager, 2 repeats")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/...)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (1 gives stable numbers on a loaded machine)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 640, N=10, reference+eager, 2 repeats"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON path (default bench/results/...)"
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
@@ -135,37 +163,58 @@ def main(argv: list[str] | None = None) -> int:
         counts = [int(c) for c in args.counts.split(",")]
         repeats = args.repeats
     rows = []
-    print(f"{'resolution':>10} {'N':>4} {'backend':>10} {'median ms':>10} {'iqr':>7} {'first ms':>9} "
-          f"{'peak MB':>8} {'speedup':>8} {'mem ratio':>9} {'area diff':>9}")
+    print(
+        f"{'resolution':>10} {'N':>4} {'backend':>10} {'median ms':>10} {'iqr':>7} {'first ms':>9} "
+        f"{'peak MB':>8} {'speedup':>8} {'mem ratio':>9} {'area diff':>9}"
+    )
     for resolution in resolutions:
         for n in counts:
             case = make_case(resolution, n)
             results = [run_backend(name, case, device, repeats) for name in backends]
             ref = next((r for r in results if r["backend"] == "reference"), None)
             for r in results:
-                r.update(resolution=resolution, n=n, retina=case["retina"],
-                         frame_pixels=_frame_pixels(case["geometry"], case["retina"]),
-                         proto_hw=list(case["protos"].shape[1:]), mask_pixels_set=int(r["areas"].sum()))
+                r.update(
+                    resolution=resolution,
+                    n=n,
+                    retina=case["retina"],
+                    frame_pixels=_frame_pixels(case["geometry"], case["retina"]),
+                    proto_hw=list(case["protos"].shape[1:]),
+                    mask_pixels_set=int(r["areas"].sum()),
+                )
                 if ref is not None:  # correctness in the same run: per-mask pixel counts
-                    r["max_area_diff_vs_reference"] = int((r["areas"] - ref["areas"]).abs().max()) if n else 0
+                    r["max_area_diff_vs_reference"] = (
+                        int((r["areas"] - ref["areas"]).abs().max()) if n else 0
+                    )
                     r["speedup_vs_reference"] = ref["median_ms"] / r["median_ms"]
                     if ref["peak_bytes"] and r["peak_bytes"]:
                         r["memory_ratio_vs_reference"] = r["peak_bytes"] / ref["peak_bytes"]
             for r in results:
                 peak = r["peak_bytes"] / 2**20 if r["peak_bytes"] is not None else float("nan")
-                print(f"{resolution:>10} {n:>4} {r['backend']:>10} {r['median_ms']:>10.1f} {r['iqr_ms']:>7.1f} "
-                      f"{r['first_call_ms']:>9.1f} {peak:>8.1f} {r.get('speedup_vs_reference', float('nan')):>8.1f} "
-                      f"{r.get('memory_ratio_vs_reference', float('nan')):>9.3f} "
-                      f"{r.get('max_area_diff_vs_reference', 0):>9}")
+                print(
+                    f"{resolution:>10} {n:>4} {r['backend']:>10} {r['median_ms']:>10.1f} {r['iqr_ms']:>7.1f} "
+                    f"{r['first_call_ms']:>9.1f} {peak:>8.1f} {r.get('speedup_vs_reference', float('nan')):>8.1f} "
+                    f"{r.get('memory_ratio_vs_reference', float('nan')):>9.3f} "
+                    f"{r.get('max_area_diff_vs_reference', 0):>9}"
+                )
             for r in results:
                 del r["areas"]
                 rows.append(r)
             sys.stdout.flush()
-    payload = {"environment": env_info(device), "question": "mask assembly backends x N x resolution",
-               "postprocess": "official", "mask_rule": "logit", "coeff_dtype": "float32",
-               "orig_hw": list(ORIG_HW), "quick": args.quick, "results": rows}
+    payload = {
+        "environment": env_info(device),
+        "question": "mask assembly backends x N x resolution",
+        "postprocess": "official",
+        "mask_rule": "logit",
+        "coeff_dtype": "float32",
+        "orig_hw": list(ORIG_HW),
+        "quick": args.quick,
+        "results": rows,
+    }
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = args.out or Path(__file__).resolve().parent / "results" / f"mask_assembly-{device.type}-{stamp}.json"
+    out = (
+        args.out
+        or Path(__file__).resolve().parent / "results" / f"mask_assembly-{device.type}-{stamp}.json"
+    )
     print(f"wrote {write_json(out, payload)}")
     return 0
 

@@ -3,7 +3,7 @@
 Question: how much faster is `ClipScorer`'s batched scoring than scoring one crop per forward pass
 (what the official FastSAM repo does), with the same model, crops and texts?
 
-Inputs: a real photo (shared/images/cat.jpg, long side 1024) with N synthetic masks (seeded random
+Inputs: a real photo (the bundled tests/fixtures/images/chelsea.jpg, a cat, long side 1024) with N synthetic masks (seeded random
 ellipses, every area > 100 px so all N are scored) and their tight boxes. Model: open_clip
 ViT-B-32 with RANDOM weights (pretrained=None: no download; the cost is the architecture's, not
 the weights'), or a tiny random model with --quick. Text embeddings are cached after the warm-up
@@ -40,7 +40,7 @@ from fastsam_core.prompts import ClipScorer, masked_crops, prompt
 from fastsam_core.results import Results, results_from_dense
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PHOTO = REPO_ROOT.parent / "shared" / "images" / "cat.jpg"
+PHOTO = REPO_ROOT / "tests" / "fixtures" / "images" / "chelsea.jpg"  # bundled (CC0)
 TINY = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 8},

@@ -4,41 +4,34 @@ A dense (N, H, W) bool tensor for 300 masks on a 2000x3000 photo takes 1.8 GB; m
 background outside each mask's box. `CompactMasks` keeps, per mask, the bool crop of its integer
 region `[x0, y0, x1, y1)` (row-major) in one flat buffer with offsets, so memory grows with the sum
 of region areas. The flat layout is what a fused mask-assembly kernel can write directly.
+Its index arithmetic lives in `compact_layout.py`; mapping masks to another frame (letterbox to
+original image) in `compact_resample.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, TypeAlias
 
-import numpy as np
 import torch
+
+from fastsam_core.compact_layout import (
+    offsets_from_sizes,
+    region_sizes,
+    segment_sums,
+    tight_boxes_dense,
+)
+from fastsam_core.row_index import Index, normalize_index
 
 # box_overlap counts each (mask, box) pair directly up to this many boxes, else builds one
 # summed-area table per mask (cheaper per box, but a full int64 pass over the crop).
 _DIRECT_SUM_MAX_BOXES = 16
 
-Index: TypeAlias = int | slice | torch.Tensor | Sequence[int] | Sequence[bool] | np.ndarray
 
-
-def _as_hw(image_hw: Sequence[int]) -> tuple[int, int]:
+def as_hw(image_hw: Sequence[int]) -> tuple[int, int]:
+    """Validate a frame size: (H, W) with H, W >= 0 -> a tuple of two ints."""
     if len(image_hw) != 2 or any(int(v) < 0 for v in image_hw):
         raise ValueError(f"image_hw must be (H, W) with H, W >= 0, got {tuple(image_hw)}")
     return int(image_hw[0]), int(image_hw[1])
-
-
-def _region_sizes(regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Heights and widths (N,) int64 of integer regions (N, 4) [x0, y0, x1, y1)."""
-    heights = (regions[:, 3] - regions[:, 1]).clamp(min=0)
-    widths = (regions[:, 2] - regions[:, 0]).clamp(min=0)
-    return heights, widths
-
-
-def _offsets_from_sizes(numels: torch.Tensor) -> torch.Tensor:
-    """(N,) element counts -> (N + 1,) int64 start offsets into the flat buffer."""
-    offsets = torch.zeros(numels.numel() + 1, dtype=torch.int64, device=numels.device)
-    torch.cumsum(numels, 0, out=offsets[1:])
-    return offsets
 
 
 class CompactMasks:
@@ -61,15 +54,15 @@ class CompactMasks:
         offsets: torch.Tensor,
         image_hw: Sequence[int],
     ) -> None:
-        """Wrap an already-built flat buffer (what a kernel emits). Prefer `from_crops`/`from_dense`.
+        """Wrap an already-built flat buffer (what a kernel emits); prefer `from_crops`.
 
         Args:
-            regions: (N, 4) int64 [x0, y0, x1, y1) inside the frame (0 <= x0 <= x1 <= W, same for y).
+            regions: (N, 4) int64 [x0, y0, x1, y1) in the frame (0 <= x0 <= x1 <= W, same for y).
             data: (M,) bool flat buffer, M = offsets[-1].
             offsets: (N + 1,) int64, offsets[0] = 0, offsets[i+1] - offsets[i] = h_i * w_i.
             image_hw: (H, W) of the frame.
         """
-        self.image_hw = _as_hw(image_hw)
+        self.image_hw = as_hw(image_hw)
         if regions.ndim != 2 or regions.shape[1] != 4:
             raise ValueError(f"regions must have shape (N, 4), got {tuple(regions.shape)}")
         if regions.dtype != torch.int64:
@@ -129,7 +122,7 @@ class CompactMasks:
                 region i (a (0, 0) crop for an empty region).
             image_hw: (H, W) of the frame.
         """
-        height, width = _as_hw(image_hw)
+        height, width = as_hw(image_hw)
         regions = torch.as_tensor(regions)
         if regions.ndim != 2 or regions.shape[1] != 4 or regions.shape[0] != len(crops):
             raise ValueError(
@@ -159,9 +152,9 @@ class CompactMasks:
                 continue
             inner = crop[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
             flat.append(inner.to(device=device, dtype=torch.bool).reshape(-1))
-        heights, widths = _region_sizes(clipped)
+        heights, widths = region_sizes(clipped)
         data = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.bool, device=device)
-        return cls(clipped, data, _offsets_from_sizes(heights * widths), (height, width))
+        return cls(clipped, data, offsets_from_sizes(heights * widths), (height, width))
 
     @classmethod
     def from_padded(
@@ -174,7 +167,7 @@ class CompactMasks:
             padded: (N, Hb, Wb) bool; crop i is padded[i, :y1 - y0, :x1 - x0], the rest ignored.
             image_hw: (H, W) of the frame.
         """
-        height, width = _as_hw(image_hw)
+        height, width = as_hw(image_hw)
         regions = torch.as_tensor(regions, device=padded.device)
         n = regions.shape[0] if regions.ndim == 2 else -1
         if regions.ndim != 2 or regions.shape[1] != 4 or padded.ndim != 3 or padded.shape[0] != n:
@@ -183,7 +176,7 @@ class CompactMasks:
                 f"{tuple(regions.shape)} and {tuple(padded.shape)}"
             )
         regions = regions.long()
-        heights, widths = _region_sizes(regions)
+        heights, widths = region_sizes(regions)
         inside = (
             (regions[:, 0] >= 0)
             & (regions[:, 1] >= 0)
@@ -197,7 +190,7 @@ class CompactMasks:
                 f"{tuple(padded.shape[1:])} crops; clip them first"
             )
         regions = torch.where((heights * widths > 0)[:, None], regions, torch.zeros_like(regions))
-        heights, widths = _region_sizes(regions)
+        heights, widths = region_sizes(regions)
         rows = torch.arange(padded.shape[1], device=padded.device)
         cols = torch.arange(padded.shape[2], device=padded.device)
         valid = (rows[None, :, None] < heights[:, None, None]) & (
@@ -205,7 +198,7 @@ class CompactMasks:
         )  # (N, Hb, Wb)
         # Boolean indexing walks (n, row, col) in order: crop i comes out row-major, in order.
         data = padded.bool()[valid]
-        return cls(regions, data, _offsets_from_sizes(heights * widths), (height, width))
+        return cls(regions, data, offsets_from_sizes(heights * widths), (height, width))
 
     @classmethod
     def from_dense(cls, masks: torch.Tensor) -> CompactMasks:
@@ -214,7 +207,7 @@ class CompactMasks:
             raise ValueError(f"dense masks must have shape (N, H, W), got {tuple(masks.shape)}")
         masks = masks.bool() if masks.dtype != torch.bool else masks
         n, height, width = masks.shape
-        boxes = _tight_boxes_dense(masks)  # (N, 4) int64
+        boxes = tight_boxes_dense(masks)  # (N, 4) int64
         crops = [masks[i, y0:y1, x0:x1] for i, (x0, y0, x1, y1) in enumerate(boxes.tolist())]
         if n == 0:
             return cls.empty((height, width), masks.device)
@@ -277,9 +270,9 @@ class CompactMasks:
 
     def __getitem__(self, index: Index) -> CompactMasks:
         """Subset by int, slice, bool mask or integer indices; always returns CompactMasks."""
-        idx = _normalize_index(index, len(self), self.device)
+        idx = normalize_index(index, len(self), self.device)
         numels = self.offsets[1:] - self.offsets[:-1]  # (N,)
-        new_offsets = _offsets_from_sizes(numels[idx])
+        new_offsets = offsets_from_sizes(numels[idx])
         # Slices are views; one cat copies only the selected bools (no int64 index buffer).
         bounds = self._host_index()[1]
         pieces = [self.data[bounds[i] : bounds[i + 1]] for i in idx.tolist()]
@@ -293,7 +286,7 @@ class CompactMasks:
     def areas(self) -> torch.Tensor:
         """(N,) int64 number of true pixels per mask."""
         if self._areas is None:
-            self._areas = _segment_sums(self.data, self.offsets)
+            self._areas = segment_sums(self.data, self.offsets)
         return self._areas
 
     def tight_boxes(self) -> torch.Tensor:
@@ -303,13 +296,13 @@ class CompactMasks:
             crop = self.crop(i)
             if crop.numel() == 0:
                 continue
-            local = _tight_boxes_dense(crop[None])[0]
+            local = tight_boxes_dense(crop[None])[0]
             if local[2] > local[0]:
                 boxes[i] = local + self.regions[i, :2].repeat(2)
         return boxes
 
     def contains_points(self, points: torch.Tensor) -> torch.Tensor:
-        """(N, P) bool: is integer point p = (x, y) inside mask n? Points off the frame are False."""
+        """(N, P) bool: is integer point p = (x, y) inside mask n? Off-frame points are False."""
         points = torch.as_tensor(points, device=self.device)
         if points.ndim != 2 or points.shape[1] != 2:
             raise ValueError(f"points must be (P, 2) integer xy, got {tuple(points.shape)}")
@@ -390,198 +383,5 @@ class CompactMasks:
             out[y0:y1, x0:x1] = self.crop(i)
         return out
 
-    # ------------------------------------------------------------------ resampling
-    def resized(
-        self,
-        out_hw: Sequence[int],
-        window: Sequence[int] | None = None,
-        mode: Literal["nearest", "bilinear"] = "nearest",
-    ) -> CompactMasks:
-        """Map masks to another frame: take `window` of this frame and resize it to `out_hw`.
-
-        Used to bring letterbox-resolution masks (retina off) to the original image: `window` is
-        the content area (top, left, height, width) inside the letterbox; pixels outside it are
-        dropped. Sampling matches `torch.nn.functional.interpolate` on the dense window:
-        "nearest" (source index floor(dst * in / out), as cv2 INTER_NEAREST) or "bilinear"
-        (align_corners=False on 0/1 values, then > 0.5, as ultralytics' `scale_masks`).
-
-        Args:
-            out_hw: (H0, W0) target frame.
-            window: (top, left, height, width) inside this frame; default the whole frame.
-            mode: "nearest" or "bilinear".
-        Returns:
-            CompactMasks in the (H0, W0) frame, each crop computed from its own region only.
-        """
-        out_h, out_w = _as_hw(out_hw)
-        height, width = self.image_hw
-        top, left, win_h, win_w = (0, 0, height, width) if window is None else map(int, window)
-        if (
-            top < 0
-            or left < 0
-            or win_h <= 0
-            or win_w <= 0
-            or top + win_h > height
-            or (left + win_w > width)
-        ):
-            raise ValueError(
-                f"window (top, left, height, width) must lie inside the {self.image_hw} frame "
-                f"with positive size, got {tuple(window) if window is not None else None}"
-            )
-        if mode not in ("nearest", "bilinear"):
-            raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
-        if len(self) == 0 or out_h == 0 or out_w == 0:
-            return CompactMasks.empty((out_h, out_w), self.device)
-        sample = _resize_nearest_crop if mode == "nearest" else _resize_bilinear_crop
-        rows = _axis_map(win_h, out_h, mode, self.device)  # per output row: source rows/weights
-        cols = _axis_map(win_w, out_w, mode, self.device)
-        regions, crops = [], []
-        for i, (x0, y0, x1, y1) in enumerate(self._host_index()[0]):
-            crop = self.crop(i)
-            # Region in window coordinates (may be partly outside the window).
-            region_out, crop_out = sample(
-                crop, (x0 - left, y0 - top, x1 - left, y1 - top), rows, cols
-            )
-            regions.append(region_out)
-            crops.append(crop_out)
-        region_tensor = torch.tensor(regions, dtype=torch.int64, device=self.device)
-        return CompactMasks.from_crops(region_tensor, crops, (out_h, out_w))
-
 
 # ---------------------------------------------------------------------- private helpers
-def _normalize_index(index: Index, n: int, device: torch.device) -> torch.Tensor:
-    """Any supported index -> (K,) int64 positions in [0, n)."""
-    if isinstance(index, bool):
-        raise TypeError("a bare bool is not a valid mask index; use an int or a bool tensor")
-    if isinstance(index, (int, np.integer)):
-        i = int(index)
-        if not -n <= i < n:
-            raise IndexError(f"mask index {i} out of range for {n} masks")
-        return torch.tensor([i % n], dtype=torch.int64, device=device)
-    if isinstance(index, slice):
-        return torch.arange(n, device=device)[index]
-    if isinstance(index, list | tuple) and len(index) == 0:
-        return torch.zeros(0, dtype=torch.int64, device=device)
-    idx = torch.as_tensor(np.asarray(index) if isinstance(index, list | tuple) else index)
-    idx = idx.to(device)
-    if idx.dtype == torch.bool:
-        if idx.shape != (n,):
-            raise IndexError(f"bool index must have shape ({n},), got {tuple(idx.shape)}")
-        return idx.nonzero().flatten()
-    if idx.is_floating_point() or idx.ndim > 1:
-        raise IndexError(f"index must be 1-D integer or bool, got {idx.dtype} {tuple(idx.shape)}")
-    idx = idx.long().reshape(-1)
-    if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
-        raise IndexError(f"mask index out of range for {n} masks: {idx.tolist()}")
-    return idx % max(n, 1)
-
-
-def _tight_boxes_dense(masks: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) bool -> (N, 4) int64 [x0, y0, x1, y1) tight boxes; zeros for empty masks."""
-    n, height, width = masks.shape
-    if n == 0 or height == 0 or width == 0:
-        return torch.zeros((n, 4), dtype=torch.int64, device=masks.device)
-    rows = masks.any(dim=2)  # (N, H)
-    cols = masks.any(dim=1)  # (N, W)
-    nonempty = rows.any(dim=1)  # (N,)
-    ar_h = torch.arange(height, device=masks.device)
-    ar_w = torch.arange(width, device=masks.device)
-    big = max(height, width) + 1
-    y0 = torch.where(rows, ar_h, big).amin(dim=1)
-    y1 = torch.where(rows, ar_h + 1, 0).amax(dim=1)
-    x0 = torch.where(cols, ar_w, big).amin(dim=1)
-    x1 = torch.where(cols, ar_w + 1, 0).amax(dim=1)
-    boxes = torch.stack([x0, y0, x1, y1], dim=1)  # (N, 4)
-    return torch.where(nonempty[:, None], boxes, torch.zeros_like(boxes)).long()
-
-
-def _segment_sums(data: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """(N,) int64 sums of the bool segments data[offsets[i]:offsets[i+1]]."""
-    n = offsets.numel() - 1
-    if n == 0:
-        return torch.zeros(0, dtype=torch.int64, device=data.device)
-    lengths = offsets[1:] - offsets[:-1]
-    if data.device.type == "cpu":
-        # count_nonzero on each bool view: no copy, SIMD, ~1 ms per 10 M pixels.
-        arr = data.numpy()
-        bounds = offsets.tolist()
-        counts = [np.count_nonzero(arr[bounds[i] : bounds[i + 1]]) for i in range(n)]
-        return torch.tensor(counts, dtype=torch.int64)
-    # Accelerators: float64 sums are exact up to 2**53 pixels per mask.
-    return torch.segment_reduce(data.double(), "sum", lengths=lengths).long()
-
-
-def _axis_map(
-    in_size: int, out_size: int, mode: str, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For each output index along one axis: (low source index, high source index, high weight).
-
-    Mirrors ATen's index arithmetic in float32 with scale = in / out so results equal
-    F.interpolate on the dense window. Nearest uses low only (weight 0).
-    """
-    dst = torch.arange(out_size, dtype=torch.float32, device=device)
-    scale = torch.tensor(in_size / out_size, dtype=torch.float32, device=device)
-    if mode == "nearest":
-        low = torch.floor(dst * scale).long().clamp(max=in_size - 1)
-        return low, low, torch.zeros_like(dst)
-    src = ((dst + 0.5) * scale - 0.5).clamp(min=0)
-    low = src.floor().long().clamp(max=in_size - 1)
-    high = (low + 1).clamp(max=in_size - 1)
-    return low, high, src - low.float()
-
-
-def _output_span(
-    axis: tuple[torch.Tensor, torch.Tensor, torch.Tensor], lo: int, hi: int
-) -> tuple[int, int]:
-    """Output index range [a, b) whose source samples touch source range [lo, hi)."""
-    low, high, _ = axis
-    touches = (high >= lo) & (low < hi)
-    hits = touches.nonzero().flatten()
-    if hits.numel() == 0:
-        return 0, 0
-    return int(hits[0]), int(hits[-1]) + 1
-
-
-def _resize_nearest_crop(
-    crop: torch.Tensor,
-    region: tuple[int, int, int, int],
-    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    cols: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-) -> tuple[list[int], torch.Tensor]:
-    x0, y0, x1, y1 = region
-    oy0, oy1 = _output_span(rows, y0, y1)
-    ox0, ox1 = _output_span(cols, x0, x1)
-    if oy1 <= oy0 or ox1 <= ox0 or crop.numel() == 0:
-        return [0, 0, 0, 0], crop.new_zeros((0, 0))
-    src_y = rows[0][oy0:oy1] - y0  # (h_out,) rows inside the crop
-    src_x = cols[0][ox0:ox1] - x0  # (w_out,)
-    return [ox0, oy0, ox1, oy1], crop[src_y][:, src_x]  # (h_out, w_out)
-
-
-def _resize_bilinear_crop(
-    crop: torch.Tensor,
-    region: tuple[int, int, int, int],
-    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    cols: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-) -> tuple[list[int], torch.Tensor]:
-    x0, y0, x1, y1 = region
-    oy0, oy1 = _output_span(rows, y0, y1)
-    ox0, ox1 = _output_span(cols, x0, x1)
-    h, w = crop.shape
-    if oy1 <= oy0 or ox1 <= ox0 or crop.numel() == 0:
-        return [0, 0, 0, 0], crop.new_zeros((0, 0))
-    # Pad the crop by one zero on each side: samples just outside the region read background.
-    padded = torch.zeros((h + 2, w + 2), dtype=torch.float32, device=crop.device)
-    padded[1:-1, 1:-1] = crop
-    y_lo = (rows[0][oy0:oy1] - y0 + 1).clamp(0, h + 1)  # (h_out,) padded-crop rows
-    y_hi = (rows[1][oy0:oy1] - y0 + 1).clamp(0, h + 1)
-    wy = rows[2][oy0:oy1, None]  # (h_out, 1)
-    x_lo = (cols[0][ox0:ox1] - x0 + 1).clamp(0, w + 1)  # (w_out,)
-    x_hi = (cols[1][ox0:ox1] - x0 + 1).clamp(0, w + 1)
-    wx = cols[2][None, ox0:ox1]  # (1, w_out)
-    top = padded[y_lo]  # (h_out, w + 2)
-    bottom = padded[y_hi]
-    # Same operation order as ATen's separable-weight sum: h0*(w0*a + w1*b) + h1*(w0*c + w1*d).
-    value = (1 - wy) * ((1 - wx) * top[:, x_lo] + wx * top[:, x_hi]) + wy * (
-        (1 - wx) * bottom[:, x_lo] + wx * bottom[:, x_hi]
-    )  # (h_out, w_out)
-    return [ox0, oy0, ox1, oy1], value > 0.5

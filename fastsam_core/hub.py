@@ -135,8 +135,8 @@ def download_file(
         actual = digest.hexdigest()
         if sha256 is not None and actual != sha256.lower():
             raise ValueError(
-                f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; the file was "
-                "discarded (corrupt download or a different file on the server)"
+                f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; the file "
+                "was discarded (corrupt download or a different file on the server)"
             )
         os.replace(tmp, dest)  # atomic on the same filesystem
         return actual
@@ -221,8 +221,8 @@ def resolve_weights(
     key = canonical_name(str(name_or_path))
     if key is None:
         raise FileNotFoundError(
-            f"weights file not found: {name_or_path}; pass an existing .pt/.safetensors path or one "
-            f"of the names {sorted(WEIGHTS)}"
+            f"weights file not found: {name_or_path}; pass an existing .pt/.safetensors path or "
+            f"one of the names {sorted(WEIGHTS)}"
         )
     converted = cache_dir() / (Path(WEIGHTS[key].filename).stem + ".safetensors")
     if converted.exists():

@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import logging
 import os
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -172,7 +172,7 @@ def _within_budget(backend: MaskBackend, dense: bool) -> MaskBackend:
     @functools.wraps(backend)
     def guarded(
         protos: torch.Tensor, coeffs: torch.Tensor, boxes_input: torch.Tensor,
-        boxes_orig: torch.Tensor, geometry: LetterboxGeometry, **options: object,
+        boxes_orig: torch.Tensor, geometry: LetterboxGeometry, **options: Any,
     ) -> CompactMasks:  # fmt: skip
         need = mask_bytes(
             boxes_input, boxes_orig, geometry, retina=bool(options["retina"]), dense=dense

@@ -1,8 +1,10 @@
 """Inference fast path: prepare a YoloV8Seg for fast repeated forward passes (issue 6).
 
 The plain path is `model(x)` on a fused, fp32, NCHW model (what `Predictor` does with
-`fast=None`). `InferenceRunner` is the same function made faster, option by option
-(`FastOptions`); each option is tested against the plain path in `tests/unit/test_runtime.py`:
+`fast=False`; the parity tests pin it). `InferenceRunner` is the same function made faster, option
+by option (`FastOptions`); each option is tested against the plain path in
+`tests/unit/test_runtime.py`. `Predictor`'s default (`fast=True`) is the "default" preset
+(channels_last only). The options:
 
 * `channels_last`: NHWC activations (oneDNN's native layout on CPU, tensor cores on GPU).
 * `compile`: `torch.compile` of the network (inductor, weight freezing on CPU). The first call
@@ -37,11 +39,11 @@ import torch.nn.functional as F
 
 from fastsam_core.model.head import SegOutput
 from fastsam_core.model.yolov8_seg import YoloV8Seg
+from fastsam_core.ops.letterbox import PAD_VALUE  # bucket padding uses the letterbox grey
 
 logger = logging.getLogger(__name__)
 
 Autocast = Literal["off", "fp16", "bf16"]
-PAD_VALUE = 114  # letterbox fill (spec §3.3); bucket padding uses the same grey
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -186,7 +188,7 @@ class InferenceRunner:
         if self.options is None:
             return
         if self.options.channels_last:
-            self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.model = model.to(memory_format=torch.channels_last)
         if self.options.compile:
             mode = "reduce-overhead" if self.options.cuda_graphs else self.options.compile_mode
             compile_options: dict[str, Any] | None = (

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from fastsam_core.config import YoloSegConfig
+from fastsam_core.weights import CONFIG_KEY, _check_output, sha256_file
+from fastsam_core.weights import save_weights as save_converted
 from fastsam_weights_convert.checkpoint import (
     checkpoint_metadata,
     checkpoint_source,
@@ -17,10 +21,6 @@ from fastsam_weights_convert.checkpoint import (
 )
 from fastsam_weights_convert.unpickle import UnsafeCheckpointError, load_checkpoint
 from fastsam_weights_convert.yolov8_seg import class_hidden_rule, convert_state_dict, infer_config
-
-from fastsam_core.config import YoloSegConfig
-from fastsam_core.weights import CONFIG_KEY, _check_output, sha256_file
-from fastsam_core.weights import save_weights as save_converted
 
 __all__ = [
     "CONFIG_KEY",

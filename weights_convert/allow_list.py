@@ -25,9 +25,10 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import torch
+from torch import nn
+
 from fastsam_weights_convert.archive import UnsafeCheckpointError
 from fastsam_weights_convert.storages import LoadedStorage, StorageType, rebuild_tensor
-from torch import nn
 
 __all__ = [
     "ULTRALYTICS_MODULE_CLASSES",
@@ -130,7 +131,9 @@ _TORCH_NN_CLASSES: dict[str, tuple[str, ...]] = {
         "SiLU", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Hardsigmoid", "GELU", "Sigmoid",
         "Tanh", "Softmax", "Mish", "MultiheadAttention",
     ),
-    "torch.nn.modules.pooling": ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"),
+    "torch.nn.modules.pooling": (
+        "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+    ),
     "torch.nn.modules.upsampling": ("Upsample",),
     "torch.nn.modules.container": ("Sequential", "ModuleList", "ModuleDict", "ParameterList"),
     "torch.nn.modules.linear": ("Identity", "Linear"),
@@ -140,7 +143,8 @@ _TORCH_NN_CLASSES: dict[str, tuple[str, ...]] = {
     "torch.nn.modules.sparse": ("Embedding",),
 }  # fmt: skip
 
-# Methods that 8.0.x pickles as REDUCE(getattr, (cls, name)), e.g. `Segment.detect = Detect.forward`.
+# Methods that 8.0.x pickles as REDUCE(getattr, (cls, name)),
+# e.g. `Segment.detect = Detect.forward`.
 _GETATTR_METHODS = frozenset(
     {"forward", "forward_fuse", "forward_split", "_forward", "forward_head"}
 )

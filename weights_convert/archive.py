@@ -217,7 +217,8 @@ class TorchArchive:
         buffer = torch.empty(nbytes, dtype=torch.uint8)
         try:
             with self._zip.open(member) as f:
-                got = f.readinto(memoryview(buffer.numpy()))  # CRC checked at the end
+                # ZipFile.open gives a ZipExtFile (has readinto); typeshed says IO[bytes]
+                got = f.readinto(buffer.numpy().data)  # type: ignore[attr-defined]  # CRC at end
                 if got != nbytes or f.read(1):
                     raise zipfile.BadZipFile(f"read {got} of {nbytes} bytes")
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:

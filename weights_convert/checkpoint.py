@@ -1,4 +1,4 @@
-"""Read the pickled model of a loaded ultralytics checkpoint: flat tensors + metadata (spec §2.5 3-4).
+"""Read the pickled model of a loaded ultralytics checkpoint: flat tensors + metadata (§2.5 3-4).
 
 Works on the inert objects `unpickle.load_checkpoint` returns; walks `_modules`, `_parameters`
 and `_buffers` directly (no module code runs) and checks every value's type on the way.
@@ -229,7 +229,7 @@ def checkpoint_metadata(ckpt: Any, model: nn.Module | None, slot: str) -> dict[s
         meta["bn_eps"] = _bn_eps(model)
     train_args = ckpt.get("train_args")
     if isinstance(train_args, dict):
-        imgsz = train_args.get("imgsz")
+        imgsz: Any = train_args.get("imgsz")  # untrusted pickle content
         if _small_int(imgsz) is not None:
             meta["imgsz"] = imgsz
         elif (

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn
 
 import torch
+
 from fastsam_weights_convert.archive import UnsafeCheckpointError
 
 __all__ = ["LoadedStorage", "StorageType", "check_view", "element_size", "rebuild_tensor"]

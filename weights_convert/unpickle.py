@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -71,10 +72,14 @@ def _check_state_keys(state: Any) -> None:
             _refuse(f"checkpoint sets attribute {shown} through BUILD; refusing it")
 
 
-class Unpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class Unpickler(pickle._Unpickler):
     """Pure-Python unpickler whose code-reaching opcodes go through the allow-list."""
 
-    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
+    # Set by pickle._Unpickler.load() and its opcodes; typeshed does not declare them.
+    stack: list[Any]
+    metastack: list[list[Any]]
+    append: Any
 
     def __init__(self, file: io.BytesIO, archive: TorchArchive | None = None) -> None:
         super().__init__(file, encoding="utf-8")
@@ -133,7 +138,8 @@ class Unpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
             _refuse(f"checkpoint instantiates {_type_name(cls)}, which it may not")
         if args != () or kwargs:
             _refuse(f"checkpoint instantiates {_type_name(cls)} with arguments")
-        self.append(self._fresh(cls.__new__(cls)))
+        # mypy resolves `cls.__new__` on a `type` value to the metaclass's type.__new__
+        self.append(self._fresh(cls.__new__(cls)))  # type: ignore[call-overload]
 
     def load_newobj(self) -> None:
         args = self.stack.pop()
@@ -176,7 +182,8 @@ def _install_guards() -> None:
         pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
 
     def guarded(opcode: bytes, target: str) -> None:
-        original = pickle._Unpickler.dispatch[opcode[0]]  # type: ignore[attr-defined]
+        # typeshed types these handlers as taking the C pickle.Unpickler; they take ours
+        original: Callable[[Any], None] = pickle._Unpickler.dispatch[opcode[0]]
 
         def load(self: Unpickler) -> None:
             if target == "top":  # SETITEM / APPEND: container below the pushed value(s)

@@ -14,7 +14,6 @@ import re
 from typing import Any
 
 import torch
-from fastsam_weights_convert.model_kind import check_segmentation_model
 
 from fastsam_core.config import (
     CLASS_HIDDEN_RULES,
@@ -24,6 +23,7 @@ from fastsam_core.config import (
     yolov8_seg_config,
 )
 from fastsam_core.model.yolov8_seg import YoloV8Seg
+from fastsam_weights_convert.model_kind import check_segmentation_model
 
 # Upstream layer index -> (our module path, block type). Layers 10, 11, 13, 14, 17, 20
 # (Upsample, Concat) hold no tensors.

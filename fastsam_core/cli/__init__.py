@@ -2,6 +2,13 @@
 
 A subcommand module in this package defines `register(subparsers) -> None`, which adds its parser
 and sets `func=run` (a callable taking the parsed namespace and returning an exit code).
+
+Start-up rule: `build_parser` imports every subcommand module, so `fastsam --help`, `fastsam SUB
+--help` and argument errors cost only what those modules import at top level. A subcommand
+module imports at top level only the standard library and fastsam_core modules that are
+themselves stdlib-only (`cli._prompt_args`, `ops.references`); torch, numpy, PIL and the rest of
+fastsam_core are imported inside its `run` (or the functions `run` calls).
+tests/e2e/test_startup.py checks this with `import torch` made to fail.
 """
 
 from __future__ import annotations
@@ -36,9 +43,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, OSError) as err:
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as err:
         # User-facing errors: one clear line, no traceback.
         print(f"fastsam {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"fastsam {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as err:  # library errors (safetensors' SafetensorError, PIL, ...)
+        if type(err).__module__.split(".")[0] in (
+            "builtins",
+            "fastsam_core",
+            "fastsam_weights_convert",
+        ):
+            raise  # KeyError, AttributeError, ...: bugs keep their traceback
+        print(f"fastsam {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"fastsam {args.command}: interrupted", file=sys.stderr)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from fastsam_core.ops.references import POSTPROCESS_NAMES  # typing only: no torch
+
+if TYPE_CHECKING:
+    from fastsam_core.prompts import ClipSettings, Prompts
 
 
 def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +20,9 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
         "--box",
         action="append",
         metavar="X1,Y1,X2,Y2",
-        help="box prompt (repeatable): one mask per box, in the given order",
+        help="box prompt (repeatable): one mask per box, in the given order; boxes reaching past "
+        "the image are clipped to it. The official repo's --box_prompt [[x,y,w,h]] is "
+        "--box x,y,w,h --box-format xywh",
     )
     group.add_argument(
         "--box-format",
@@ -25,7 +32,7 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--box-rule",
-        choices=("official", "ultralytics"),
+        choices=POSTPROCESS_NAMES,
         default=None,
         help="box pixel rounding rule (default: follows --postprocess)",
     )
@@ -74,11 +81,6 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
         help="open_clip pretrained tag or a local checkpoint file (offline)",
     )
     group.add_argument(
-        "--clip-to-image",
-        action="store_true",
-        help="clip boxes/points outside the image instead of failing",
-    )
-    group.add_argument(
         "--prompt-output",
         choices=("per_prompt", "subset"),
         default="per_prompt",
@@ -100,25 +102,25 @@ def _numbers(text: str, flag: str, counts: tuple[int, ...], form: str, example: 
     return values
 
 
-def prompt_kwargs(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(prompts for `prompts.prompt` or None, prompt options) from the parsed flags."""
+def parse_prompt_flags(args: argparse.Namespace) -> Prompts | None:
+    """The prompt flags checked once into `Prompts` (None without prompts), before any model
+    loads; boxes and points are clipped to each image later (`Prompts.fit`)."""
+    from fastsam_core.prompts import make_prompts  # imports torch: only inside a run
+
     options: dict[str, Any] = {
         "box_format": args.box_format,
         "box_rule": args.box_rule or args.postprocess,
         "box_no_match": args.box_no_match,
         "point_mode": args.point_mode,
-        "clip": args.clip_to_image,
         "text_rule": args.text_rule,
         "text_top_k": args.text_top_k,
         "text_threshold": args.text_threshold,
         "output": args.prompt_output,
-        "clip_model": args.clip_model,
-        "clip_pretrained": args.clip_weights,
     }
-    prompts: dict[str, Any] = {}
+    boxes = points = labels = None
     if args.box:
         form = "x,y,width,height" if args.box_format == "xywh" else "x1,y1,x2,y2"
-        prompts["boxes"] = [
+        boxes = [
             _numbers(b, "--box", (4,), f"four numbers {form}", "10,20,110,220") for b in args.box
         ]
     if args.point:
@@ -129,10 +131,14 @@ def prompt_kwargs(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict
                     f"--point labels must be 0 (background) or 1 (foreground), got {text!r}; "
                     "e.g. --point 40,60,0"
                 )
-        prompts["points"] = [r[:2] for r in rows]
-        prompts["labels"] = [int(r[2]) if len(r) == 3 else 1 for r in rows]
-    if args.text:
-        from fastsam_core.prompts.inputs import parse_texts  # lazy: keeps `fastsam --help` fast
+        points = [r[:2] for r in rows]
+        labels = [int(r[2]) if len(r) == 3 else 1 for r in rows]
+    texts = list(args.text) if args.text else None
+    return make_prompts(boxes, points, labels, texts, **options)
 
-        prompts["texts"] = parse_texts(list(args.text))  # empty or blank texts fail here
-    return (prompts or None), options
+
+def clip_settings(args: argparse.Namespace) -> ClipSettings:
+    """--clip-model / --clip-weights as `ClipSettings` (the run builds one scorer from them)."""
+    from fastsam_core.prompts import ClipSettings
+
+    return ClipSettings(model=args.clip_model, weights=args.clip_weights)

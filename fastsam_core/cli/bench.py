@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-STAGES = ("preprocess", "forward", "nms", "masks", "other")
+STAGES = ("preprocess", "forward", "nms", "masks", "other")  # what an everything call splits into
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--imgsz", type=int, default=None, help="letterbox size (default: the model's)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument(
         "--fast", default="default", help="runtime preset: off, default, compile, ..."
     )
@@ -54,20 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _sync(device: Any) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _stats(samples: list[float]) -> dict[str, float]:
-    values = sorted(samples)
-    if len(values) >= 4:
-        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    else:
-        q1, q3 = values[0], values[-1]
-    return {"median": statistics.median(values), "iqr": q3 - q1}
+def _stats(stats: Any) -> dict[str, float]:
+    return {"median": stats.median, "iqr": stats.iqr}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fastsam_core.io.images import load_images
     from fastsam_core.predictor import Predictor
-    from fastsam_core.stage_timing import StageClock, instrumented
+    from fastsam_core.profiling import StageClock, device_sync, summarize
 
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError(
@@ -104,25 +91,24 @@ def run(args: argparse.Namespace) -> int:
         detections = 0
         for i in range(args.warmup + args.repeats):
             clock = StageClock()
-            with instrumented(predictor, clock):
-                _sync(device)
-                start = time.perf_counter()
-                (result,) = predictor.predict_images([image])
-                _sync(device)
-                total = time.perf_counter() - start
+            device_sync(device)
+            start = time.perf_counter()
+            (result,) = predictor.predict_images([image], timer=clock)
+            device_sync(device)
+            total = time.perf_counter() - start
             detections = len(result)
             if i < args.warmup:
                 continue
-            stages = {s: clock.seconds.get(s, 0.0) for s in STAGES[:-1]}
-            stages["other"] = max(total - sum(stages.values()), 0.0)
+            stages = {s: v for s, v in clock.split(total).items() if s in STAGES}
             for key, value in {"total": total, **stages}.items():
                 samples.setdefault(key, []).append(value)
         row: dict[str, Any] = {"image": image.name, "hw": list(image.hw), "detections": detections,
-               **{k: _stats(v) for k, v in samples.items()}}  # fmt: skip
+               **{k: _stats(summarize(v)) for k, v in samples.items()}}  # fmt: skip
         rows.append(row)
         parts = "  ".join(f"{s} {row[s]['median'] * 1e3:.1f}" for s in STAGES)
         print(
-            f"{image.name}: {row['total']['median'] * 1e3:.1f} ms (IQR {row['total']['iqr'] * 1e3:.1f}), "
+            f"{image.name}: {row['total']['median'] * 1e3:.1f} ms (IQR "
+            f"{row['total']['iqr'] * 1e3:.1f}), "
             f"{detections} masks | {parts} ms"
         )
     throughput = []
@@ -130,10 +116,10 @@ def run(args: argparse.Namespace) -> int:
         batch = [images[i % len(images)] for i in range(b)]
         options = predictor.resolve_options(batch_size=b)
         predictor.predict_images(batch[:1], options)  # warm-up
-        _sync(device)
+        device_sync(device)
         start = time.perf_counter()
         predictor.predict_images(batch, options)
-        _sync(device)
+        device_sync(device)
         seconds = time.perf_counter() - start
         throughput.append({"batch": b, "images_per_s": b / seconds})
         print(f"B={b}: {b / seconds:.2f} images/s")

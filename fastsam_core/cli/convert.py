@@ -1,4 +1,4 @@
-"""`fastsam convert IN.pt OUT.safetensors [--force]`: official checkpoint -> safetensors (spec §2.5)."""
+"""`fastsam convert IN.pt OUT.safetensors [--force]`: official checkpoint -> safetensors (§2.5)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,11 @@
-"""`fastsam info MODEL [--imgsz 1024] [--flops]`: config, parameters and FLOPs per part."""
+"""`fastsam info MODEL [--imgsz 1024] [--flops] [--features]`: config, parameters and FLOPs per
+part, and the names `model.capture(...)` accepts with their shapes."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import torch
-from torch import nn
-
-from fastsam_core.config import YoloSegConfig
-
-PARTS = ("backbone", "neck", "head")
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,39 +18,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="model file or preset name (fastsam-s, fastsam-x)")
     parser.add_argument("--imgsz", type=int, default=1024, help="square input size for FLOPs")
     parser.add_argument("--flops", action="store_true", help="count FLOPs at --imgsz")
+    parser.add_argument(
+        "--features",
+        action="store_true",
+        help="list the feature names of `model.capture(...)` with their shapes at --imgsz",
+    )
     parser.set_defaults(func=run)
 
 
-def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameters per part (backbone, neck, head) and in total."""
-    counts = {part: sum(p.numel() for p in getattr(model, part).parameters()) for part in PARTS}
-    counts["total"] = sum(p.numel() for p in model.parameters())
-    return counts
-
-
-def count_flops(cfg: YoloSegConfig, imgsz: int) -> dict[str, int]:
-    """FLOPs (2 per multiply-add) of one (1, 3, imgsz, imgsz) forward, per part and in total.
-
-    Runs on the meta device: shapes only, no compute and no memory.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from fastsam_core.model.yolov8_seg import YoloV8Seg
-
-    if imgsz <= 0 or imgsz % 32:
-        raise ValueError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
-    with torch.device("meta"):
-        model = YoloV8Seg(cfg).eval()
-        images = torch.zeros(1, 3, imgsz, imgsz)
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(images)
-    per_module = counter.get_flop_counts()
-    flops = {part: int(sum(per_module.get(f"YoloV8Seg.{part}", {}).values())) for part in PARTS}
-    flops["total"] = int(counter.get_total_flops())
-    return flops
-
-
 def run(args: argparse.Namespace) -> int:
+    from fastsam_core.model.flops import count_flops, count_parameters
     from fastsam_core.model.yolov8_seg import MODEL_REGISTRY
     from fastsam_core.weights import load_model
 
@@ -73,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = model.cfg
     print(f"model:      {source}")
     print(f"scale:      {cfg.scale or 'custom'}")
+    print(f"backbone:   {cfg.backbone}")
     print(f"channels:   {list(cfg.channels)} (stem, P2, P3, P4, P5)")
     print(f"depths:     {list(cfg.depths)} (C2f repeats P2..P5), neck {cfg.neck_depth}")
     print(
@@ -89,4 +62,34 @@ def run(args: argparse.Namespace) -> int:
             f"GFLOPs @ {args.imgsz}x{args.imgsz}: "
             + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in flops.items())
         )
+    if args.features:
+        _print_features(model, args.imgsz)
     return 0
+
+
+def _print_features(model: Any, imgsz: int) -> None:
+    """Each capture name, its shape for one (1, 3, imgsz, imgsz) input, and what it holds."""
+    import torch
+
+    from fastsam_core.model.capture import FEATURES
+
+    if imgsz <= 0 or imgsz % 32:
+        raise ValueError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
+    with torch.device("meta"):  # shapes only: no compute, no memory
+        skeleton = type(model)(model.cfg).eval()
+        with torch.no_grad(), skeleton.capture(*FEATURES) as feats:
+            skeleton(torch.zeros(1, 3, imgsz, imgsz))
+    print(f"features @ {imgsz}x{imgsz} (with model.capture(NAME, ...) as feats: model(x)):")
+    for name, (_, _, what) in FEATURES.items():
+        print(f"  {name:<18} {tuple(feats[name].shape)!s:<22} {what}")
+
+
+def __getattr__(name: str) -> Any:
+    """`count_flops` / `count_parameters` moved to `fastsam_core.model.flops` (issue 11); this
+    forward keeps `bench/` and `tests/e2e/test_cli_convert.py` working until they import it there.
+    """
+    if name in ("count_flops", "count_parameters"):
+        from fastsam_core.model import flops
+
+        return getattr(flops, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,16 @@
 """`fastsam segment`: everything-mode masks for images, directories and globs (issue #3 part 5).
 
 One output set per image in `--out`, named after the image's stem:
-`<stem>.png` (overlay), `<stem>.json` (COCO-style records with RLE), `<stem>.rle.json` (RLE only),
-`<stem>.npz` (boxes, scores, packed compact masks). Existing outputs are never replaced without
+`<stem>.png` (overlay), `<stem>.json` (COCO / SAM-style records with RLE, `export.records`),
+`<stem>.rle.json` (RLE only), `<stem>.npz` (boxes, scores, packed compact masks),
+`<stem>.polygons.json` (outer rings and hole rings per mask). Dataset formats write one file for
+the run: `jsonl` appends a line per finished image to `results.jsonl`; `coco` writes
+`coco_results.json` (a `COCO.loadRes` list) and `coco_images.json` (images table) at the end,
+from that journal. Images are segmented as a stream (decoded ahead, bounded memory).
+
+`--skip-existing` continues a stopped run: an image is skipped when its whole output set exists
+(every set is written to temporary files renamed only when all are written) and, for dataset
+formats, its line is in `results.jsonl`. Existing outputs are never replaced without
 `--force`, and an input image is never replaced, even with `--force` (e.g. `x.png` segmented into
 its own folder). Stems are made unique (`x`, `x_2`, ...; case-insensitively, for macOS and
 Windows). A file that cannot be read or segmented, a directory without images or a glob matching
@@ -12,20 +20,26 @@ nothing is reported and skipped; the exit code is 1 if any failed, 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastsam_core.cli._prompt_args import add_prompt_arguments, prompt_kwargs
+from fastsam_core.cli._prompt_args import add_prompt_arguments, clip_settings, parse_prompt_flags
+from fastsam_core.cli._segment_outputs import (
+    COCO_IMAGES,
+    COCO_RESULTS,
+    JOURNAL,
+    SUFFIXES,
+    done_stems,
+    image_ids,
+    remove_stale_temps,
+    save_output_set,
+    write_coco,
+)
+from fastsam_core.ops.references import POSTPROCESS_NAMES  # typing only: no torch
 
-if TYPE_CHECKING:
-    from fastsam_core.results import Results
-
-FORMATS = ("png", "json", "rle", "npz")
-SUFFIXES = {"png": ".png", "json": ".json", "rle": ".rle.json", "npz": ".npz"}
+FORMATS = ("png", "json", "rle", "npz", "polygons", "jsonl", "coco")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,10 +81,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="png,json",
         help=f"comma-separated outputs from {','.join(FORMATS)} (default png,json)",
     )
-    parser.add_argument("--force", action="store_true", help="replace existing output files")
+    replace = parser.add_mutually_exclusive_group()
+    replace.add_argument("--force", action="store_true", help="replace existing output files")
+    replace.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="continue a stopped run: skip images whose outputs are complete, redo the rest",
+    )
+    parser.add_argument(
+        "--coco-gt",
+        default=None,
+        metavar="JSON",
+        help="number images as in this COCO annotation file (by file name; default 1, 2, ...)",
+    )
+    parser.add_argument(
+        "--overlay",
+        default="",
+        help="extras drawn on the png: comma-separated boxes,labels,prompts,no-contours",
+    )
+    parser.add_argument("--alpha", type=float, default=0.6, help="overlay mask opacity (0.6)")
     parser.add_argument(
         "--postprocess",
-        choices=("official", "ultralytics"),
+        choices=POSTPROCESS_NAMES,
         default="official",
         help="reference semantics: FastSAM repo (default) or ultralytics 8.4",
     )
@@ -79,9 +111,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fast",
-        action="store_true",
-        help="inference fast path (channels_last, fused): ~13%% faster forward on CPU, masks "
-        ">= 99.9%% equal to the plain path (bench/RESULTS.md)",
+        nargs="?",
+        const="default",
+        default="default",
+        metavar="PRESET",
+        help="network fast path preset (fastsam_core.runtime): default (channels_last, the "
+        "default; masks equal to the plain path within the tested tolerance), off (plain fp32 "
+        "NCHW, what the parity tests pin), compile, bf16, ...",
     )
     add_prompt_arguments(parser)
     parser.set_defaults(func=run)
@@ -132,59 +168,28 @@ def _check_outputs(items: list[Any], outputs: list[Path], force: bool) -> None:
         listed = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         raise FileExistsError(
             f"{len(existing)} output file(s) already exist ({listed}); pass --force to "
-            "replace them or choose another --out"
+            "replace them, --skip-existing to continue a stopped run, or choose another --out"
         )
 
 
-def _write_atomic(target: Path, write: Callable[[Path], Any]) -> None:
-    """Write through a temporary file in the same folder, then rename (Ctrl-C leaves no half file)."""
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{''.join(target.suffixes[-1:])}")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _save(result: Results, stem: str, out_dir: Path, formats: list[str]) -> None:
-    document = result.to_json() if {"json", "rle"} & set(formats) else {}  # RLE encoded once
-    writers: dict[str, Callable[[Path], Any]] = {
-        "png": lambda p: result.save_overlay(p, overwrite=True),
-        "json": lambda p: p.write_text(json.dumps(document)),
-        "rle": lambda p: p.write_text(
-            json.dumps(
-                {
-                    "image": document["image"],
-                    "scores": [a["score"] for a in document["annotations"]],
-                    "rle": [a["segmentation"] for a in document["annotations"]],
-                }
-            )
-        ),
-        "npz": lambda p: result.save_npz(p, overwrite=True),
-    }
-    for fmt in formats:
-        _write_atomic(out_dir / f"{stem}{SUFFIXES[fmt]}", writers[fmt])
-
-
-def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm  # type: ignore[import-untyped]
-
-    from fastsam_core.io.images import IMAGE_EXTENSIONS, expand_sources, load_image
-    from fastsam_core.predictor import Predictor
-    from fastsam_core.prompts import make_prompt_options, prompt
-    from fastsam_core.prompts.apply import prepare_prompts
-
-    formats = _parse_formats(args.format)
-    prompts, prompt_options = prompt_kwargs(args)
-    make_prompt_options(**prompt_options)  # bad flags fail before the model loads
-    out_dir = Path(args.out)
+def _check_out_dir(out_dir: Path) -> None:
+    """--out must be a directory (created later) inside a writable folder."""
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"--out {out_dir} is a file; pass a directory (created if missing)")
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"--out {out_dir}: cannot write into {existing}; choose another --out"
+        )
+
+
+def _expand(sources: list[str]) -> tuple[list[Any], int]:
+    """(image files of every source, number of sources that gave none, each reported)."""
+    from fastsam_core.io.images import IMAGE_EXTENSIONS, expand_sources
+
     items: list[Any] = []
     failures = 0
-    for source in args.sources:  # a missing file or an empty glob is one failure, not the end
+    for source in sources:  # a missing file or an empty glob is one failure, not the end
         try:
             found = expand_sources(source)
         except (FileNotFoundError, ValueError) as err:
@@ -193,17 +198,73 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not found:  # a directory without image files
             print(
-                f"fastsam segment: skipped {source}: no image files ({', '.join(IMAGE_EXTENSIONS)})",
+                f"fastsam segment: skipped {source}: no image files "
+                f"({', '.join(IMAGE_EXTENSIONS)})",
                 file=sys.stderr,
             )
             failures += 1
-        items.extend(found)
+        for item in found:
+            if isinstance(item, Path) and not item.exists():  # reported now, not after loading
+                print(f"fastsam segment: skipped {item}: no such file", file=sys.stderr)
+                failures += 1
+            else:
+                items.append(item)
     if not items:
-        raise FileNotFoundError(f"no images found in {args.sources}")
+        raise FileNotFoundError(f"no images found in {sources}")
+    return items, failures
+
+
+def _plot_options(text: str, alpha: float) -> dict[str, Any]:
+    """--overlay extras and --alpha -> `Results.plot` keywords (prompts added per run)."""
+    extras = {e.strip().lower() for e in text.split(",") if e.strip()}
+    bad = sorted(extras - {"boxes", "labels", "prompts", "no-contours"})
+    if bad or not 0.0 <= alpha <= 1.0:
+        raise ValueError(
+            f"--overlay takes boxes,labels,prompts,no-contours and --alpha a value in [0, 1]; "
+            f"got {text!r}, {alpha}"
+        )
+    return {
+        "alpha": alpha,
+        "contours": "no-contours" not in extras,
+        "boxes": "boxes" in extras,
+        "labels": "labels" in extras,
+        "prompts": "prompts" in extras,  # replaced by the Prompts object in run()
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    # Everything the user typed is checked before the model loads: formats, prompts, --out, inputs.
+    formats = _parse_formats(args.format)
+    plot = _plot_options(args.overlay, args.alpha)
+    prompts = parse_prompt_flags(args)
+    plot["prompts"] = prompts if plot["prompts"] else None
+    out_dir = Path(args.out)
+    _check_out_dir(out_dir)
+    items, failures = _expand(args.sources)
     stems = _unique_stems(items)
-    _check_outputs(
-        items, [out_dir / f"{s}{SUFFIXES[f]}" for s in stems for f in formats], args.force
-    )
+    ids = image_ids(items, args.coco_gt)
+    dataset = bool({"jsonl", "coco"} & set(formats))
+    outputs = [out_dir / f"{s}{SUFFIXES[f]}" for s in stems for f in formats if f in SUFFIXES]
+    outputs += [out_dir / JOURNAL] if dataset else []
+    outputs += [out_dir / COCO_RESULTS, out_dir / COCO_IMAGES] if "coco" in formats else []
+    _check_outputs(items, outputs, args.force or args.skip_existing)
+    journaled: set[str] = set()
+    if dataset and args.skip_existing:
+        from fastsam_core.export.jsonl import read_journal
+
+        journaled = {str(line.get("stem")) for line in read_journal(out_dir / JOURNAL)[0]}
+    done: set[str] = set()
+    if args.skip_existing and out_dir.is_dir():
+        remove_stale_temps(out_dir, stems, formats)
+        done = done_stems(out_dir, stems, formats, journaled)
+    todo = [(item, stem, i) for item, stem, i in zip(items, stems, ids) if stem not in done]
+
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    from fastsam_core.export.jsonl import append_line, open_journal
+    from fastsam_core.predictor import Predictor
+    from fastsam_core.results import ImageError
+
     predictor = Predictor(
         args.model,
         device=args.device,
@@ -214,27 +275,46 @@ def run(args: argparse.Namespace) -> int:
         retina_masks=args.retina,
         postprocess=args.postprocess,
         mask_backend=args.mask_backend,
-        fast=args.fast,
+        fast=False if args.fast == "off" else args.fast,
+        clip=clip_settings(args),
     )
+    if prompts is not None and prompts.texts:
+        predictor.clip_scorer  # noqa: B018  built once for the run: a missing model fails here
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = 0
-    progress = tqdm(list(zip(items, stems)), desc="segment", unit="img", disable=len(items) == 1)
-    for item, stem in progress:
-        try:
-            image = load_image(item)
-            if prompts is not None:  # bad prompts fail before the network runs
-                prepare_prompts([image.hw], **prompts, **prompt_options)
-            result = predictor.predict_images([image])[0]
-            if prompts is not None:
-                result = prompt(result, **prompts, **prompt_options)
-            result = result.to("cpu")
-            _save(result, stem, out_dir, formats)
-            done += 1
-        except (ValueError, TypeError, OSError, RuntimeError, torch.cuda.OutOfMemoryError) as err:
-            failures += 1
-            tqdm.write(f"fastsam segment: failed {item}: {err}", file=sys.stderr)
-    progress.close()
+    journal = open_journal(out_dir / JOURNAL, resume=args.skip_existing) if dataset else None
+    segmented = 0
+    stream = predictor.stream([item for item, _, _ in todo], prompts=prompts)
+    progress = tqdm(
+        zip(todo, stream), total=len(todo), desc="segment", unit="img", disable=len(todo) <= 1
+    )
+    try:
+        for (item, stem, image_id), result in progress:
+            if isinstance(result, ImageError):
+                failures += 1
+                tqdm.write(f"fastsam segment: failed {item}: {result.message}", file=sys.stderr)
+                continue
+            try:
+                result = result.to("cpu")
+                needs_doc = dataset or bool({"json", "rle"} & set(formats))
+                document = result.to_json() if needs_doc else {}  # RLE encoded once
+                save_output_set(result, stem, out_dir, formats, document, plot)
+                if journal is not None and stem not in journaled:
+                    line = {"image_id": image_id, "file_name": str(item), "stem": stem}
+                    append_line(journal, line | document)
+                segmented += 1
+            except (ValueError, TypeError, OSError, RuntimeError) as err:
+                failures += 1
+                tqdm.write(f"fastsam segment: failed {item}: {err}", file=sys.stderr)
+    finally:
+        progress.close()
+        stream.close()
+        if journal is not None:
+            journal.close()
+    if "coco" in formats:
+        write_coco(out_dir, stems, predictor.names)
+    skipped = f"; {len(done)} already done" if done else ""
     print(
-        f"segmented {done} image(s) into {out_dir}" + (f"; {failures} failed" if failures else "")
+        f"segmented {segmented} image(s) into {out_dir}{skipped}"
+        + (f"; {failures} failed" if failures else "")
     )
     return 1 if failures else 0

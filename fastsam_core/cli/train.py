@@ -1,4 +1,4 @@
-"""`fastsam train --data D --out runs/NAME [--weights fastsam-s] ...`: fine-tune or train YOLOv8-seg.
+"""`fastsam train --data D --out runs/NAME [--weights fastsam-s] ...`: train YOLOv8-seg / FastSAM.
 
 Multi-GPU / multi-process: `torchrun --nproc_per_node N -m fastsam_core train ...` (PyTorch DDP).
 """
@@ -16,9 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="fine-tune FastSAM / train YOLOv8-seg on a COCO or YOLO-seg dataset",
-        description="Train on a COCO .json (polygons/RLE) or a YOLO-seg .yaml. Writes RUN/args.json, "
-        "RUN/metrics.jsonl, RUN/last/ (resumable checkpoint) and RUN/weights.safetensors (EMA weights "
-        "for `fastsam segment --model`). For several processes/GPUs run it under "
+        description="Train on a COCO .json (polygons/RLE) or a YOLO-seg .yaml. Writes "
+        "RUN/args.json, RUN/metrics.jsonl, RUN/last/ (resumable checkpoint) and "
+        "RUN/weights.safetensors (EMA weights for `fastsam segment --model`). For several "
+        "processes/GPUs run it under "
         "`torchrun --nproc_per_node N -m fastsam_core train ...`.",
     )
     p.add_argument("--data", required=True, help="COCO annotations .json or dataset .yaml")
@@ -30,6 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--scale", default="n", choices=["n", "s", "m", "l", "x"], help="scale when from scratch"
+    )
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help="from scratch: cspdarknet (default) or timm:<name>, e.g. timm:resnet18 (needs timm)",
+    )
+    p.add_argument(
+        "--backbone-weights",
+        default=None,
+        help="local timm checkpoint (.safetensors/.pt) for a timm --backbone (no hub download)",
     )
     p.add_argument(
         "--num-classes", type=int, default=None, help="head classes (default: the dataset's)"
@@ -80,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastsam_core.eval.coco import evaluate_model
     from fastsam_core.train.augment import NO_AUGMENT, AugmentConfig
     from fastsam_core.train.trainer import TrainConfig, Trainer
 
@@ -89,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         weights=args.weights,
         scale=args.scale,
+        backbone=args.backbone,
+        backbone_weights=args.backbone_weights,
         num_classes=args.num_classes,
         single_class=args.single_class,
         epochs=args.epochs,
@@ -116,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         freeze_bn=args.freeze_bn,
         progress=not args.no_progress,
     )
-    trainer = Trainer(cfg, resume=args.resume, force=args.force)
+    trainer = Trainer(cfg, resume=args.resume, force=args.force, evaluate=evaluate_model)
     try:
         summary = trainer.fit()
     finally:

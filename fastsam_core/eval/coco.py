@@ -1,10 +1,10 @@
 """COCO box and mask AP/AR with pycocotools (the `eval` extra), on any dataset `load_dataset` reads.
 
 The ground truth is rebuilt from the parsed `DatasetIndex` (masks rasterised exactly as for
-training, RLE-encoded), so COCO and YOLO-seg datasets are scored alike and the same skip rules apply.
-Predictions come from a callable `predict(image_rgb_uint8 (H0, W0, 3)) -> (boxes xyxy (N, 4),
-scores (N,), class_ids (N,), rles)`; `evaluate_model` wraps the `Predictor`.
-Class-agnostic mode (FastSAM style) puts every ground truth and prediction in one category.
+training, RLE-encoded), so COCO and YOLO-seg datasets are scored alike and the same skip rules
+apply. Predictions come from a callable `predict(image_rgb_uint8 (H0, W0, 3)) -> (boxes xyxy (N, 4),
+scores (N,), class_ids (N,), rles)`; `evaluate_model` wraps the `Predictor`. Class-agnostic mode
+(FastSAM style) puts every ground truth and prediction in one category.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastsam_core.train.dataset import DatasetIndex, load_dataset, load_rgb, rasterize_instances
+from fastsam_core.data.datasets import DatasetIndex, load_dataset, load_rgb, rasterize_instances
 
 PredictFn = Callable[[np.ndarray], tuple[Any, Any, Any, Sequence[dict[str, Any]]]]
 
@@ -111,7 +111,8 @@ def predictions(
         class_ids = torch.as_tensor(class_ids).reshape(-1).tolist()
         if not len(boxes) == len(scores) == len(class_ids) == len(rles):
             raise ValueError(
-                f"predict returned {len(boxes)} boxes, {len(scores)} scores, {len(class_ids)} class ids and "
+                f"predict returned {len(boxes)} boxes, {len(scores)} scores, "
+                f"{len(class_ids)} class ids and "
                 f"{len(rles)} masks for {record.path}; they must have the same length"
             )
         for (x1, y1, x2, y2), score, cls, rle in zip(boxes, scores, class_ids, rles):
@@ -128,7 +129,7 @@ def predictions(
 
 
 def coco_metrics(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, float]:
-    """pycocotools COCOeval for "bbox" and "segm": {"box_map", "box_map50", ..., "mask_ar100", ...}."""
+    """pycocotools COCOeval for "bbox" and "segm": {"box_map", ..., "mask_ar100", ...}."""
     COCO, COCOeval = _pycocotools()
     quiet = io.StringIO()
     with contextlib.redirect_stdout(quiet):
@@ -156,7 +157,7 @@ def evaluate(
     class_agnostic: bool = False,
     split: str = "val",
 ) -> dict[str, float]:
-    """COCO box and mask metrics of `predict` on a dataset (a file for `load_dataset`, or an index)."""
+    """COCO box and mask metrics of `predict` on a dataset (a `load_dataset` file, or an index)."""
     _pycocotools()  # fail before running the model
     index = data if isinstance(data, DatasetIndex) else load_dataset(data, split=split)
     gt = ground_truth(index, class_agnostic)
@@ -177,7 +178,7 @@ def evaluate_model(
     model: Any,
     data: str | Path | DatasetIndex,
     imgsz: int | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     class_agnostic: bool = False,
     conf: float = 0.001,
     iou: float = 0.7,
@@ -192,7 +193,8 @@ def evaluate_model(
     from fastsam_core.predictor import Predictor
 
     _pycocotools()
+    index = data if isinstance(data, DatasetIndex) else load_dataset(data, split=split)  # fail fast
     predictor = Predictor(
         model, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, fuse=False
     )
-    return evaluate(data, predictor_fn(predictor), class_agnostic=class_agnostic, split=split)
+    return evaluate(index, predictor_fn(predictor), class_agnostic=class_agnostic)

@@ -5,7 +5,8 @@ name used for output files. Conversions (all documented, none rejected):
 
 * files are decoded with Pillow (JPEG, PNG, WebP, BMP, TIFF...) and EXIF orientation is applied;
 * grayscale, palette, CMYK, YCbCr... are converted to RGB; an alpha channel is **dropped** (not
-  composited), which is what the reference's `cv2.imread(IMREAD_COLOR)` and PIL `.convert('RGB')` do;
+  composited), which is what the reference's `cv2.imread(IMREAD_COLOR)` and PIL `.convert('RGB')`
+  do;
 * 16-bit images keep their high byte (`v >> 8`), as `cv2.imread(IMREAD_COLOR)` does;
 * numpy arrays are RGB unless `bgr=True` (the reference assumes BGR for arrays: pass `bgr=True`
   for arrays from OpenCV); they are channels-last `(H, W)` or `(H, W, 1|3|4)`;
@@ -22,7 +23,10 @@ writes `._name.jpg` companions that are not images.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +35,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+logger = logging.getLogger(__name__)
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 # Float pixels this far outside [0, 1] are rounding noise (e.g. from resampling) and are clamped;
 # beyond it the data is not a [0, 1] image (usually 0-255 values in a float array).
 _FLOAT_SLACK = 1 / 255
+
+_EXIF_ORIENTATION = 0x0112  # EXIF tag 274, what ImageOps.exif_transpose reads
 
 # One image or a sequence of them; a directory or glob string expands to its image files.
 ImageSource = str | Path | np.ndarray | Image.Image | torch.Tensor
@@ -105,7 +113,7 @@ def expand_sources(source: ImageSource | Sequence[ImageSource]) -> list[ImageSou
 def iter_images(
     source: ImageSource | Sequence[ImageSource], *, bgr: bool = False
 ) -> Iterator[LoadedImage]:
-    """Lazily decode every image of `source` (see `expand_sources`); errors raise on the bad item."""
+    """Lazily decode every image of `source` (see `expand_sources`); errors raise on bad items."""
     for i, item in enumerate(expand_sources(source)):
         yield load_image(item, bgr=bgr, index=i)
 
@@ -155,27 +163,63 @@ def load_image(source: ImageSource, *, bgr: bool = False, index: int = 0) -> Loa
     )
 
 
+def image_hw(path: str | Path) -> tuple[int, int]:
+    """(H0, W0) of an image file as `load_image` would return it (EXIF orientation applied),
+    read from the header without decoding the pixels."""
+    path = Path(path)
+    with _open_file(path) as opened:
+        width, height = opened.size
+        # Orientations 5-8 are rotated by 90 degrees: exif_transpose swaps width and height.
+        if opened.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            width, height = height, width
+    return height, width
+
+
 def _read_file(path: Path) -> torch.Tensor:
-    if not path.exists():
-        raise FileNotFoundError(f"image file not found: {path}")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory; pass it as a source to expand its images")
-    if path.stat().st_size == 0:
-        raise ValueError(f"cannot read image {path}: the file is empty (0 bytes)")
+    with _open_file(path) as opened:
+        frames = getattr(opened, "n_frames", 1)
+        if frames > 1 and str(path) not in _warned_frames:  # animated GIF/PNG/WebP, TIFF pages
+            _warned_frames.add(str(path))
+            logger.warning("%s has %d frames; segmenting the first only", path, frames)
+        opened.load()  # decode now so truncated/corrupt data fails here, naming the file
+        return _from_pil(ImageOps.exif_transpose(opened), str(path))
+
+
+_warned_frames: set[str] = set()
+
+
+@contextlib.contextmanager
+def open_image(source: Path | bytes, name: str = "upload") -> Iterator[Image.Image]:
+    """Open an image file (or the bytes of one, e.g. an upload) with Pillow, lazily: the pixels
+    are decoded by `.load()`. Every failure becomes one ValueError naming the file (`name` for
+    bytes); its `__cause__` is Pillow's error (UnidentifiedImageError: not an image at all)."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ValueError(f"cannot read image {name}: the data is empty (0 bytes)")
+        stream: Path | io.BytesIO = io.BytesIO(source)
+    else:
+        path, name = source, str(source)
+        if not path.exists():
+            raise FileNotFoundError(f"image file not found: {path}")
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory; pass it as a source to expand its images")
+        if path.stat().st_size == 0:
+            raise ValueError(f"cannot read image {path}: the file is empty (0 bytes)")
+        stream = path
     try:
-        with Image.open(path) as opened:
-            opened.load()  # decode now so truncated/corrupt data fails here, naming the file
-            return _from_pil(ImageOps.exif_transpose(opened), str(path))
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ImportError,
-        Image.DecompressionBombError,
-    ) as err:
-        # ImportError: other libraries (ultralytics, pillow plugins) patch `Image.open` with
-        # fallbacks that raise it for undecodable files; it still means "cannot read".
-        raise ValueError(f"cannot read image {path}: {err}") from err
+        with Image.open(stream) as opened:
+            yield opened
+    except UnidentifiedImageError as err:
+        raise ValueError(f"cannot read image {name}: {err}") from err
+    except ImportError as err:
+        # Other libraries (ultralytics, pillow plugins) patch `Image.open` with fallbacks that
+        # raise it for undecodable files; it still means "not an image we can read".
+        raise ValueError(f"cannot read image {name}: {err}") from UnidentifiedImageError(str(err))
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot read image {name}: {err}") from err
+
+
+_open_file = open_image  # files only, by path (kept for the callers in this module)
 
 
 def _from_pil(img: Image.Image, name: str) -> torch.Tensor:

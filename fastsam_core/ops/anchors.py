@@ -1,10 +1,11 @@
-"""Anchor points and distance-to-box decoding of the YOLOv8 head (spec §1.5)."""
+"""Anchor points, DFL expectation and distance-to-box decoding of the YOLOv8 head (spec §1.5)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 
 def make_anchors(
@@ -28,7 +29,8 @@ def make_anchors(
     """
     if len(feature_sizes) != len(strides):
         raise ValueError(
-            f"got {len(feature_sizes)} feature sizes but {len(strides)} strides; pass one stride per level"
+            f"got {len(feature_sizes)} feature sizes but {len(strides)} strides; pass one stride "
+            "per level"
         )
     points, stride_list = [], []
     for (h, w), stride in zip(feature_sizes, strides):
@@ -38,6 +40,27 @@ def make_anchors(
         points.append(torch.stack((xx, yy), -1).reshape(-1, 2))  # (Hi*Wi, 2)
         stride_list.append(torch.full((h * w, 1), stride, device=device, dtype=dtype))
     return torch.cat(points), torch.cat(stride_list)  # (A, 2), (A, 1)
+
+
+def dfl_decode(box_dist: torch.Tensor, reg_max: int) -> torch.Tensor:
+    """DFL expectation: each box side's softmax over `reg_max` bins, times the bin values 0..R-1.
+
+    Computed as the head's fixed 1x1 convolution with weights 0..R-1 (`model.head.DFL`), so the
+    result is bit-identical to `model.head.dfl(box_dist)`.
+
+    Args:
+        box_dist: (B, 4 * R, A) DFL logits, side-major (left, top, right, bottom) x R bins.
+        reg_max: R, the number of bins.
+
+    Returns:
+        (B, 4, A) ltrb distances in grid units, in [0, R - 1].
+    """
+    B, C, A = box_dist.shape
+    if C != 4 * reg_max:
+        raise ValueError(f"box_dist must be (B, 4 * {reg_max}, A), got {tuple(box_dist.shape)}")
+    probs = box_dist.view(B, 4, reg_max, A).transpose(2, 1).softmax(1)  # (B, R, 4, A)
+    bins = torch.arange(reg_max, dtype=probs.dtype, device=probs.device).view(1, reg_max, 1, 1)
+    return F.conv2d(probs, bins).view(B, 4, A)  # (B, R, 4, A) -> (B, 1, 4, A) -> (B, 4, A)
 
 
 def dist2bbox(distance: torch.Tensor, points: torch.Tensor, xywh: bool = True) -> torch.Tensor:
@@ -71,7 +94,7 @@ def decode_boxes(
     """Decode DFL distances to xywh boxes in letterboxed input pixels (spec §1.5).
 
     Args:
-        distance: (B, 4, A) ltrb distances in grid units (``head.dfl(box_dist)``).
+        distance: (B, 4, A) ltrb distances in grid units (``dfl_decode(box_dist, R)``).
         points: (A, 2) from ``make_anchors``.
         stride_tensor: (A, 1) from ``make_anchors``.
 

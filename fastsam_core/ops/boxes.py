@@ -1,20 +1,19 @@
 """Box geometry: format conversion, IoU, clipping, letterbox -> original scaling and FastSAM's
 full-image-box step (spec §3.6-§3.8).
 
-Every function returns a new tensor; none modifies its input (upstream's versions work in place, which spec §3.7
-lists as a quirk: where that matters the caller passes the returned boxes on explicitly).
+Every function returns a new tensor; none modifies its input (upstream's versions work in place,
+which spec §3.7 lists as a quirk: where that matters the caller passes the returned boxes on
+explicitly).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from fastsam_core.ops.letterbox import LetterboxGeometry
-
-ScaleRule = Literal["official", "ultralytics"]
+from fastsam_core.ops.references import Postprocess
 
 
 def _check_boxes(boxes: torch.Tensor, name: str = "boxes") -> None:
@@ -27,7 +26,7 @@ def _check_boxes(boxes: torch.Tensor, name: str = "boxes") -> None:
 
 
 def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """(..., 4) (cx, cy, w, h) -> (..., 4) (x1, y1, x2, y2); same arithmetic as upstream (xy -/+ wh/2)."""
+    """(..., 4) (cx, cy, w, h) -> (..., 4) (x1, y1, x2, y2); upstream's arithmetic (xy -/+ wh/2)."""
     if boxes.shape[-1] != 4:
         raise ValueError(
             f"boxes must end in a dimension of 4 (cx, cy, w, h), got {tuple(boxes.shape)}"
@@ -94,15 +93,17 @@ def adjust_boxes_to_border(
 
 
 def scale_boxes(
-    boxes: torch.Tensor, geometry: LetterboxGeometry, rule: ScaleRule = "official"
+    boxes: torch.Tensor, geometry: LetterboxGeometry, rule: Postprocess = "official"
 ) -> torch.Tensor:
     """Map xyxy boxes from letterboxed input pixels to original pixels and clip (spec §3.8).
 
-    Both rules derive the padding from ``geometry.input_hw`` and ``geometry.orig_hw`` only, as upstream does:
+    Both rules derive the padding from ``geometry.input_hw`` and ``geometry.orig_hw`` only, as
+    upstream does:
 
-    * "official" (8.0.120): one gain ``g = min(H/H0, W/W0)``, pad ``round((W - W0*g)/2 - 0.1)`` (same for y).
-    * "ultralytics" (8.4.190): content size ``max(round(H0*g), 1)`` x ``max(round(W0*g), 1)``, separate x/y
-      gains ``w/W0`` and ``h/H0``, pad ``round((W - w)/2 - 0.1)``.
+    * "official" (8.0.120): one gain ``g = min(H/H0, W/W0)``, pad ``round((W - W0*g)/2 - 0.1)``
+      (same for y).
+    * "ultralytics" (8.4.190): content size ``max(round(H0*g), 1)`` x ``max(round(W0*g), 1)``,
+      separate x/y gains ``w/W0`` and ``h/H0``, pad ``round((W - w)/2 - 0.1)``.
 
     Args:
         boxes: (N, 4) xyxy in input pixels.
@@ -138,8 +139,8 @@ class FullBoxStep:
     Attributes:
         boxes: (N, 4) xyxy after border snapping and (when applied) full-box replacement.
         matched: (M,) int64 indices of the boxes with IoU > threshold against the full box.
-        ambiguous: official step only: M >= 2, where the official repo fails and returns None (spec §3.7);
-            ``boxes`` are then snapped but nothing is replaced.
+        ambiguous: official step only: M >= 2, where the official repo fails and returns None
+            (spec §3.7); ``boxes`` are then snapped but nothing is replaced.
     """
 
     boxes: torch.Tensor
@@ -155,11 +156,13 @@ def full_box_step_official(
 ) -> FullBoxStep:
     """OFF's full-image-box step on image 0, in letterbox space (spec §3.7, §8 item 6).
 
-    1. Snap all boxes to the border of the padded input (``threshold`` px); upstream does this in place, so the
-       snapped boxes are the ones later used to crop masks: use ``result.boxes`` downstream.
+    1. Snap all boxes to the border of the padded input (``threshold`` px); upstream does this in
+       place, so the snapped boxes are the ones later used to crop masks: use ``result.boxes``
+       downstream.
     2. Plain IoU (no eps) against [0, 0, W, H]; indices with IoU > ``iou_threshold`` match.
-    3. Exactly one match: that box becomes [0, 0, W, H] (the caller also sets its class to 0 and keeps its
-       score and coefficients). Two or more: ``ambiguous=True`` and nothing is replaced (upstream returns None).
+    3. Exactly one match: that box becomes [0, 0, W, H] (the caller also sets its class to 0 and
+       keeps its score and coefficients). Two or more: ``ambiguous=True`` and nothing is replaced
+       (upstream returns None).
 
     Args:
         boxes_input: (N, 4) xyxy in letterbox pixels (NMS output).
@@ -187,10 +190,10 @@ def full_box_step_ultralytics(
     threshold: float = 20,
     iou_threshold: float = 0.9,
 ) -> FullBoxStep:
-    """8.4.190's full-image-box step, per image, in original pixels after masks are built (spec §3.7).
+    """8.4.190's full-image-box step, per image, in original pixels after masks are built (§3.7).
 
-    Snap to the original image border, then every box with IoU (eps 1e-7) > ``iou_threshold`` against
-    [0, 0, W0, H0] becomes that box. Masks are not touched; any number of matches is fine.
+    Snap to the original image border, then every box with IoU (eps 1e-7) > ``iou_threshold``
+    against [0, 0, W0, H0] becomes that box. Masks are not touched; any number of matches is fine.
 
     Args:
         boxes_orig: (N, 4) xyxy in original pixels.

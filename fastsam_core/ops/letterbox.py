@@ -1,21 +1,25 @@
 """LetterBox: aspect-preserving resize + centred constant padding to a stride multiple (spec §3.3).
 
-The resize reproduces OpenCV's ``cv2.resize(..., interpolation=INTER_LINEAR)`` on uint8 bit for bit (checked
-against opencv-python 5.0 in ``tests/unit/test_ops_letterbox.py``), so a letterboxed tensor equals the one the
-reference implementations feed their network. OpenCV's uint8 bilinear is fixed point:
+The resize reproduces OpenCV's ``cv2.resize(..., interpolation=INTER_LINEAR)`` on uint8 bit for bit
+(checked against opencv-python 5.0 in ``tests/unit/test_ops_letterbox.py``), so a letterboxed tensor
+equals the one the reference implementations feed their network. OpenCV's uint8 bilinear is fixed
+point:
 
-* source coordinate ``f = float32((d + 0.5) * src/dst - 0.5)``, ``i = floor(f)``, fraction ``f - i`` (float32);
+* source coordinate ``f = float32((d + 0.5) * src/dst - 0.5)``, ``i = floor(f)``, fraction ``f - i``
+  (float32);
 * weights ``round_half_even((1 - frac) * 2048)`` and ``round_half_even(frac * 2048)`` (11 bits);
-* horizontal pass: ``S[i] * a0 + S[i+1] * a1`` exactly in int32 (scale 2^11); columns left of 0 / right of
-  ``W0 - 1`` use the border pixel with weight 2048 (x clamp happens *before* the weights);
-* vertical pass (the SIMD formula): ``((((H0 >> 4) * b0) >> 16) + (((H1 >> 4) * b1) >> 16) + 2) >> 2``, where
-  rows are clamped to [0, H0 - 1] but the y weights are not (so the top/bottom edge rows keep both weights).
+* horizontal pass: ``S[i] * a0 + S[i+1] * a1`` exactly in int32 (scale 2^11); columns left of 0 /
+  right of ``W0 - 1`` use the border pixel with weight 2048 (x clamp happens *before* the weights);
+* vertical pass (the SIMD formula):
+  ``((((H0 >> 4) * b0) >> 16) + (((H1 >> 4) * b1) >> 16) + 2) >> 2``, where rows are clamped to
+  [0, H0 - 1] but the y weights are not (so the top/bottom edge rows keep both weights).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +29,7 @@ logger = logging.getLogger(__name__)
 _COEF_BITS = 11  # OpenCV INTER_RESIZE_COEF_BITS
 _COEF_SCALE = 1 << _COEF_BITS
 _BAND_BYTES = 1 << 19  # int32 intermediate per band of output rows (fits in L2)
+PAD_VALUE = 114  # letterbox fill of both references (spec §3.3); training pads with it too
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def _pair(imgsz: int | tuple[int, int] | list[int], name: str = "imgsz") -> tupl
 
 
 def check_imgsz(imgsz: int | tuple[int, int] | list[int], stride: int = 32) -> tuple[int, int]:
-    """Round each side of ``imgsz`` UP to a multiple of ``stride`` (8.0.120 ``check_imgsz``, spec §3.3).
+    """Round each side of ``imgsz`` UP to a multiple of ``stride`` (8.0.120 ``check_imgsz``, §3.3).
 
     Args:
         imgsz: an int (square) or (height, width).
@@ -102,7 +107,8 @@ def letterbox_geometry(
 
     Args:
         orig_hw: (H0, W0) original size.
-        imgsz: target size, an int (square) or (height, width); not rounded here (see ``check_imgsz``).
+        imgsz: target size, an int (square) or (height, width); not rounded here (see
+            ``check_imgsz``).
         stride: with ``auto``, padding is reduced modulo ``stride`` (the minimum rectangle).
         auto: pad only up to the next multiple of ``stride`` instead of up to ``imgsz``.
         scaleup: allow r > 1 (upscaling small images).
@@ -119,7 +125,7 @@ def letterbox_geometry(
     r = min(new_h / h0, new_w / w0)
     if not scaleup:
         r = min(r, 1.0)
-    # Python round() is banker's rounding, as upstream; at least 1 px (8.4.190 guard for thin images)
+    # Python round() is banker's rounding, as upstream; at least 1 px (8.4.190's thin-image guard)
     unpad_w, unpad_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
     dw, dh = new_w - unpad_w, new_h - unpad_h
     if auto:
@@ -134,25 +140,6 @@ def letterbox_geometry(
         pad_top=top,
         pad_left=left,
         gain=r,
-    )
-
-
-def repad_geometry(geometry: LetterboxGeometry, input_hw: tuple[int, int]) -> LetterboxGeometry:
-    """Re-centre a geometry's content inside a larger ``input_hw`` (same ``round(d -/+ 0.1)`` split).
-
-    Used by ``letterbox_batch`` to put images of different sizes into one common padded shape.
-    """
-    big_h, big_w = input_hw
-    h, w = geometry.resized_hw
-    if big_h < h or big_w < w:
-        raise ValueError(f"input_hw {input_hw} is smaller than the resized content {(h, w)}")
-    return LetterboxGeometry(
-        orig_hw=geometry.orig_hw,
-        resized_hw=geometry.resized_hw,
-        input_hw=(big_h, big_w),
-        pad_top=round((big_h - h) / 2 - 0.1),
-        pad_left=round((big_w - w) / 2 - 0.1),
-        gain=geometry.gain,
     )
 
 
@@ -179,7 +166,7 @@ def _linear_taps(
     return i.clamp(0, src - 1), (i + 1).clamp(0, src - 1), w0, w1
 
 
-def resize_linear_hwc(
+def resize_linear(
     image: torch.Tensor, size_hw: tuple[int, int], channels: tuple[int, ...] | None = None
 ) -> torch.Tensor:
     """Bilinear resize of an (H0, W0, C) uint8 image, bit-exact with ``cv2.resize(INTER_LINEAR)``.
@@ -199,7 +186,7 @@ def resize_linear_hwc(
     """
     if image.dtype != torch.uint8 or image.ndim != 3:
         raise TypeError(
-            f"resize_linear_hwc expects an (H0, W0, C) uint8 image, got {tuple(image.shape)} "
+            f"resize_linear expects an (H0, W0, C) uint8 image, got {tuple(image.shape)} "
             f"{image.dtype}; convert with image.to(torch.uint8)"
         )
     out_h, out_w = size_hw
@@ -248,28 +235,10 @@ def resize_linear_hwc(
     return out.view(out_h, out_w, num_out)
 
 
-def resize_linear(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a (C, H0, W0) uint8 image, bit-exact with ``cv2.resize(INTER_LINEAR)``.
-
-    Args:
-        image: (C, H0, W0) uint8 (a permuted (H0, W0, C) tensor is used without a copy).
-        size_hw: (h, w) output size.
-
-    Returns:
-        (C, h, w) uint8, a view of channels-last memory (see ``resize_linear_hwc``).
-    """
-    if image.dtype != torch.uint8 or image.ndim != 3:
-        raise TypeError(
-            f"resize_linear expects a (C, H0, W0) uint8 image, got {tuple(image.shape)} {image.dtype}; "
-            "convert with image.to(torch.uint8)"
-        )
-    return resize_linear_hwc(image.permute(1, 2, 0), size_hw).permute(2, 0, 1)
-
-
-def letterbox_hwc(
+def letterbox(
     image: torch.Tensor,
     geometry: LetterboxGeometry,
-    pad_value: int = 114,
+    pad_value: int = PAD_VALUE,
     channels: tuple[int, ...] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -279,13 +248,13 @@ def letterbox_hwc(
         image: (H0, W0, C) uint8.
         geometry: from ``letterbox_geometry`` for this image's size.
         pad_value: constant fill of the padding (114 upstream).
-        channels: output channel order (see ``resize_linear_hwc``), e.g. (2, 1, 0) for BGR input.
+        channels: output channel order (see ``resize_linear``), e.g. (2, 1, 0) for BGR input.
         out: optional (H', W', C') uint8 buffer with H' >= H, W' >= W, already filled with
             ``pad_value``: the content is written at its ``pad_top``/``pad_left`` offset.
 
     Returns:
-        (H, W, C') uint8 with the content at rows ``pad_top:pad_top+h``, columns ``pad_left:pad_left+w``
-        (``out`` itself when given).
+        (H, W, C') uint8 with the content at rows ``pad_top:pad_top+h``, columns
+        ``pad_left:pad_left+w`` (``out`` itself when given).
     """
     if image.ndim != 3 or image.dtype != torch.uint8:
         raise TypeError(
@@ -297,7 +266,7 @@ def letterbox_hwc(
             f"{geometry.orig_hw}; call letterbox_geometry(image.shape[:2], imgsz)"
         )
     h, w = geometry.resized_hw
-    content = resize_linear_hwc(image, (h, w), channels)  # (h, w, C')
+    content = resize_linear(image, (h, w), channels)  # (h, w, C')
     if out is None:
         out = image.new_full((*geometry.input_hw, content.shape[2]), pad_value)
     top, left = geometry.pad_top, geometry.pad_left
@@ -305,68 +274,31 @@ def letterbox_hwc(
     return out
 
 
-def letterbox(
-    image: torch.Tensor, geometry: LetterboxGeometry, pad_value: int = 114
-) -> torch.Tensor:
-    """Resize ``image`` to ``geometry.resized_hw`` and pad it to ``geometry.input_hw``.
-
-    Args:
-        image: (C, H0, W0) uint8 (any channel order; channels are treated alike).
-        geometry: from ``letterbox_geometry`` for this image's size.
-        pad_value: constant fill of the padding (114 upstream).
-
-    Returns:
-        (C, H, W) uint8 with the content at rows ``pad_top:pad_top+h``, columns ``pad_left:pad_left+w``
-        (a view of channels-last memory).
-    """
-    if image.ndim != 3 or image.dtype != torch.uint8:
-        raise TypeError(
-            f"letterbox expects a (C, H0, W0) uint8 image, got {tuple(image.shape)} {image.dtype}"
-        )
-    if tuple(image.shape[1:]) != tuple(geometry.orig_hw):
-        raise ValueError(
-            f"image is {tuple(image.shape[1:])} (H0, W0) but the geometry was computed for "
-            f"{geometry.orig_hw}; call letterbox_geometry(image.shape[1:], imgsz)"
-        )
-    return letterbox_hwc(image.permute(1, 2, 0), geometry, pad_value).permute(2, 0, 1)
-
-
 def letterbox_batch(
-    images: list[torch.Tensor],
-    imgsz: int | tuple[int, int],
-    stride: int = 32,
-    auto: bool | None = None,
-    scaleup: bool = True,
-    pad_value: int = 114,
-) -> tuple[torch.Tensor, list[LetterboxGeometry]]:
-    """Letterbox several images, possibly of different sizes, into one padded batch.
+    images: Sequence[torch.Tensor], geometries: Sequence[LetterboxGeometry]
+) -> torch.Tensor:
+    """Letterbox each image with its own geometry, placed top-left in one padded batch.
+
+    Images of different letterbox shapes keep their own geometry (as if alone) and are padded
+    with `PAD_VALUE` at the bottom/right to the largest (H, W); equal shapes give exactly the
+    reference's batch.
 
     Args:
-        images: list of (C, H0_i, W0_i) uint8 tensors.
-        imgsz: target size (int or (height, width)).
-        stride: padding multiple for ``auto``.
-        auto: None follows upstream's rule (minimum rectangle only if all images have the same size,
-            otherwise every image is padded to the full ``imgsz``). True gives each image its minimum
-            rectangle and re-centres all in the largest one; False pads to ``imgsz``.
-        scaleup: allow upscaling.
-        pad_value: padding fill.
+        images: B (H0_i, W0_i, 3) uint8 RGB images.
+        geometries: B geometries from `letterbox_geometry`, one per image.
 
     Returns:
-        (B, C, H, W) uint8 batch and the per-image geometries (all with the same ``input_hw``).
+        (B, 3, H, W) uint8 RGB, a view of (B, H, W, 3) memory (channels-last: the layout images
+        are decoded in and the fast path's network layout).
     """
-    if not images:
-        raise ValueError("letterbox_batch needs at least one image, got an empty list")
-    if auto is None:
-        auto = len({tuple(im.shape[1:]) for im in images}) == 1
-    geoms = [
-        letterbox_geometry((im.shape[1], im.shape[2]), imgsz, stride, auto, scaleup)
-        for im in images
-    ]
-    big_h = max(g.input_hw[0] for g in geoms)
-    big_w = max(g.input_hw[1] for g in geoms)
-    geoms = [
-        g if g.input_hw == (big_h, big_w) else repad_geometry(g, (big_h, big_w)) for g in geoms
-    ]
-    # (B, C, H, W)
-    batch = torch.stack([letterbox(im, g, pad_value) for im, g in zip(images, geoms)])
-    return batch, geoms
+    if not images or len(images) != len(geometries):
+        raise ValueError(
+            f"letterbox_batch needs one geometry per image and at least one image, got "
+            f"{len(images)} images and {len(geometries)} geometries"
+        )
+    height = max(g.input_hw[0] for g in geometries)
+    width = max(g.input_hw[1] for g in geometries)
+    batch = torch.full((len(images), height, width, 3), PAD_VALUE, dtype=torch.uint8)
+    for i, (image, geometry) in enumerate(zip(images, geometries)):
+        letterbox(image, geometry, out=batch[i])  # (H0, W0, 3) -> top-left of slot i
+    return batch.permute(0, 3, 1, 2)  # (B, H, W, 3) -> (B, 3, H, W) view

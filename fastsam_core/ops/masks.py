@@ -1,19 +1,22 @@
 """Reference mask assembly: prototypes x coefficients -> binary instance masks (spec §3.8).
 
-Plain PyTorch that defines the semantics every fast kernel (``fastsam_kernels.mask_assembly``) must match.
-Two references, each with a non-retina path (masks at the letterboxed input size) and a retina path (masks at
-the original image size):
+Plain PyTorch that defines the semantics every fast kernel (``fastsam_kernels.mask_assembly``) must
+match. Two references, each with a non-retina path (masks at the letterboxed input size) and a
+retina path (masks at the original image size):
 
-* OFFICIAL: the FastSAM repo HEAD, i.e. ultralytics 8.0.120 with ``rule="logit"`` (threshold logits at 0);
-  ``rule="sigmoid"`` is upstream 8.0.120 / the repo before 2024-06-23 (sigmoid first, threshold 0.5).
-  Non-retina crops at PROTO resolution before upsampling; retina crops the letterbox padding with ``int()``.
-* ULTRALYTICS: 8.4.190. Non-retina upsamples first and crops at full resolution; retina upsamples the logits
-  by f in {1, 2, 4} so that the padding crop falls on whole pixels, crops it with ``round(pad - 0.1)``,
-  resizes to the original size, thresholds at 0, then crops to the boxes. 8.4.190 then drops instances whose
-  mask is empty: that is ``nonempty_masks`` here, applied by the caller.
+* OFFICIAL: the FastSAM repo HEAD, i.e. ultralytics 8.0.120 with ``rule="logit"`` (threshold logits
+  at 0); ``rule="sigmoid"`` is upstream 8.0.120 / the repo before 2024-06-23 (sigmoid first,
+  threshold 0.5). Non-retina crops at PROTO resolution before upsampling; retina crops the letterbox
+  padding with ``int()``.
+* ULTRALYTICS: 8.4.190. Non-retina upsamples first and crops at full resolution; retina upsamples
+  the logits by f in {1, 2, 4} so that the padding crop falls on whole pixels, crops it with
+  ``round(pad - 0.1)``, resizes to the original size, thresholds at 0, then crops to the boxes.
+  8.4.190 then drops instances whose mask is empty: that is ``nonempty_masks`` here, applied by the
+  caller.
 
-All masks are returned as bool (upstream: float 0/1 for 8.0.120, uint8 for 8.4.190). Bilinear resizes use
-``align_corners=False``. Large outputs are built in chunks of instances; each instance is computed
+All masks are returned as bool (upstream: float 0/1 for 8.0.120, uint8 for 8.4.190). Bilinear
+resizes use ``align_corners=False``. Large outputs are built in chunks of instances; each instance
+is computed
 independently, so chunking does not change any pixel.
 """
 
@@ -24,11 +27,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from fastsam_core.ops.boxes import scale_boxes
 from fastsam_core.ops.letterbox import LetterboxGeometry
+from fastsam_core.ops.references import Postprocess
 
-ThresholdRule = Literal["logit", "sigmoid"]
-Reference = Literal["official", "ultralytics"]
+MaskRule = Literal["logit", "sigmoid"]
 
 _CHUNK_PIXELS = 16_000_000  # float32 elements per resized chunk (64 MB)
 
@@ -38,11 +40,13 @@ def _check_inputs(protos: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Tenso
         raise ValueError(f"protos must be (K, Hp, Wp) for one image, got {tuple(protos.shape)}")
     if coeffs.ndim != 2 or coeffs.shape[1] != protos.shape[0]:
         raise ValueError(
-            f"coeffs must be (N, K) with K = {protos.shape[0]} (protos channels), got {tuple(coeffs.shape)}"
+            f"coeffs must be (N, K) with K = {protos.shape[0]} (protos channels), got "
+            f"{tuple(coeffs.shape)}"
         )
     if boxes.ndim != 2 or boxes.shape != (coeffs.shape[0], 4):
         raise ValueError(
-            f"boxes must be (N, 4) xyxy with N = {coeffs.shape[0]} (coeffs rows), got {tuple(boxes.shape)}"
+            f"boxes must be (N, 4) xyxy with N = {coeffs.shape[0]} (coeffs rows), got "
+            f"{tuple(boxes.shape)}"
         )
 
 
@@ -69,8 +73,8 @@ def mask_logits(protos: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     """
     if protos.ndim != 3 or coeffs.ndim != 2 or coeffs.shape[1] != protos.shape[0]:
         raise ValueError(
-            f"expected protos (K, Hp, Wp) and coeffs (N, K) with matching K, got {tuple(protos.shape)} and "
-            f"{tuple(coeffs.shape)}"
+            "expected protos (K, Hp, Wp) and coeffs (N, K) with matching K, got "
+            f"{tuple(protos.shape)} and {tuple(coeffs.shape)}"
         )
     k, hp, wp = protos.shape
     flat = protos.float().reshape(k, hp * wp)  # (K, Hp*Wp)
@@ -92,8 +96,8 @@ def crop_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """
     if masks.ndim != 3 or boxes.shape != (masks.shape[0], 4):
         raise ValueError(
-            f"expected masks (N, H, W) and boxes (N, 4) with the same N, got {tuple(masks.shape)} and "
-            f"{tuple(boxes.shape)}"
+            f"expected masks (N, H, W) and boxes (N, 4) with the same N, got {tuple(masks.shape)} "
+            f"and {tuple(boxes.shape)}"
         )
     _, h, w = masks.shape
     boxes = boxes.to(masks.device)
@@ -122,12 +126,12 @@ def process_mask_official(
     coeffs: torch.Tensor,
     boxes_input: torch.Tensor,
     input_hw: tuple[int, int],
-    rule: ThresholdRule = "logit",
+    rule: MaskRule = "logit",
 ) -> torch.Tensor:
     """OFFICIAL non-retina masks (``retina_masks=False``), at the letterboxed input size.
 
-    Order: logits (sigmoid first if ``rule="sigmoid"``) -> crop at proto resolution with the boxes scaled by
-    (Wp/W, Hp/H) -> bilinear to (H, W) -> threshold (> 0, or > 0.5 for sigmoid).
+    Order: logits (sigmoid first if ``rule="sigmoid"``) -> crop at proto resolution with the boxes
+    scaled by (Wp/W, Hp/H) -> bilinear to (H, W) -> threshold (> 0, or > 0.5 for sigmoid).
 
     Args:
         protos: (K, Hp, Wp).
@@ -167,13 +171,14 @@ def process_mask_native_official(
     coeffs: torch.Tensor,
     boxes_orig: torch.Tensor,
     orig_hw: tuple[int, int],
-    rule: ThresholdRule = "logit",
+    rule: MaskRule = "logit",
 ) -> torch.Tensor:
     """OFFICIAL retina masks (``retina_masks=True``), at the original image size.
 
-    Order: logits (sigmoid if ``rule="sigmoid"``) -> remove the letterbox padding at proto resolution
-    (``g = min(Hp/H0, Wp/W0)``, ``pad = ((Wp - W0*g)/2, (Hp - H0*g)/2)``, rows ``int(pad_y):int(Hp - pad_y)``,
-    columns likewise) -> bilinear to (H0, W0) -> crop to ``boxes_orig`` -> threshold.
+    Order: logits (sigmoid if ``rule="sigmoid"``) -> remove the letterbox padding at proto
+    resolution (``g = min(Hp/H0, Wp/W0)``, ``pad = ((Wp - W0*g)/2, (Hp - H0*g)/2)``, rows
+    ``int(pad_y):int(Hp - pad_y)``, columns likewise) -> bilinear to (H0, W0) -> crop to
+    ``boxes_orig`` -> threshold.
 
     Args:
         protos: (K, Hp, Wp).
@@ -237,8 +242,9 @@ def process_mask_ultralytics(
 def _native_upsample_factor(proto_hw: tuple[int, int], orig_hw: tuple[int, int]) -> int:
     """8.4.190's f: smallest of 1, 2, 4 that puts the letterbox padding crop on whole pixels.
 
-    The input is taken as 4x the proto size. Per axis, with total input padding P: one side (P/2 input px =
-    P/8 proto px) is whole at f = 1 if P % 8 == 0, at f = 2 if P % 4 == 0, else f = 4; the larger f wins.
+    The input is taken as 4x the proto size. Per axis, with total input padding P: one side
+    (P/2 input px = P/8 proto px) is whole at f = 1 if P % 8 == 0, at f = 2 if P % 4 == 0, else
+    f = 4; the larger f wins.
     """
     hp, wp = proto_hw
     h0, w0 = orig_hw
@@ -248,10 +254,12 @@ def _native_upsample_factor(proto_hw: tuple[int, int], orig_hw: tuple[int, int])
 
 
 def scale_masks_ultralytics(masks: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
-    """8.4.190 ``scale_masks``: crop the centred letterbox padding from (N, h, w) float masks, resize to orig.
+    """8.4.190 ``scale_masks``: crop the centred letterbox padding from (N, h, w) float masks,
+    resize to orig.
 
-    ``g = min(h/H0, w/W0)``; content size ``max(round(H0*g), 1)`` x ``max(round(W0*g), 1)``; the crop starts at
-    ``round((h - content_h)/2 - 0.1)`` (x likewise); bilinear to (H0, W0). Same size in and out: returned as is.
+    ``g = min(h/H0, w/W0)``; content size ``max(round(H0*g), 1)`` x ``max(round(W0*g), 1)``; the
+    crop starts at ``round((h - content_h)/2 - 0.1)`` (x likewise); bilinear to (H0, W0). Same size
+    in and out: returned as is.
 
     Args:
         masks: (N, h, w) float.
@@ -278,8 +286,8 @@ def process_mask_native_ultralytics(
 ) -> torch.Tensor:
     """ULTRALYTICS 8.4.190 retina masks, at the original image size.
 
-    Order: logits -> bilinear x f (``_native_upsample_factor``) -> ``scale_masks_ultralytics`` -> > 0 -> crop to
-    ``boxes_orig`` (``scale_boxes(..., rule="ultralytics")``).
+    Order: logits -> bilinear x f (``_native_upsample_factor``) -> ``scale_masks_ultralytics``
+    -> > 0 -> crop to ``boxes_orig`` (``scale_boxes(..., rule="ultralytics")``).
 
     Returns:
         (N, H0, W0) bool (empty masks kept; see ``nonempty_masks``).
@@ -305,7 +313,7 @@ def process_mask_native_ultralytics(
 
 
 def nonempty_masks(masks: torch.Tensor) -> torch.Tensor:
-    """(N,) bool, True where a mask has any pixel set; 8.4.190 drops the other instances (spec §3.8)."""
+    """(N,) bool, True where a mask has any pixel set; 8.4.190 drops the other instances (§3.8)."""
     if masks.ndim != 3:
         raise ValueError(f"masks must be (N, H, W), got {tuple(masks.shape)}")
     return masks.flatten(1).any(dim=1)
@@ -315,40 +323,38 @@ def assemble_masks(
     protos: torch.Tensor,
     coeffs: torch.Tensor,
     boxes_input: torch.Tensor,
+    boxes_orig: torch.Tensor,
     geometry: LetterboxGeometry,
-    retina: bool = False,
-    reference: Reference = "official",
-    rule: ThresholdRule = "logit",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masks and original-space boxes for one image, in the chosen reference's order of operations.
+    *,
+    retina: bool,
+    postprocess: Postprocess,
+    mask_rule: MaskRule = "logit",
+) -> torch.Tensor:
+    """Binary masks of one image in the chosen reference's order of operations (the reference
+    every backend of `fastsam_core.mask_backends` mirrors).
 
     Args:
-        protos: (K, Hp, Wp).
-        coeffs: (N, K).
-        boxes_input: (N, 4) xyxy in input pixels (official: after ``full_box_step_official``).
+        protos: (K, Hp, Wp) prototypes of this image (Hp = H / 4 of its own letterbox input).
+        coeffs: (N, K) mask coefficients.
+        boxes_input: (N, 4) xyxy in letterbox pixels (official: after ``full_box_step_official``).
+        boxes_orig: (N, 4) the same boxes in original pixels (``scale_boxes``), clipped.
         geometry: the image's letterbox geometry.
-        retina: masks at the original size (True) or at the input size (False).
-        reference: "official" or "ultralytics" (rule must then be "logit").
-        rule: official threshold rule.
+        retina: masks at the original size (True) or at the letterbox input size (False).
+        postprocess: "official" or "ultralytics".
+        mask_rule: official threshold rule: "logit" (> 0) or "sigmoid" (> 0.5, 8.0.120); the
+            ultralytics reference always thresholds logits at 0 (as every backend).
 
     Returns:
-        masks: (N, H0, W0) if retina else (N, H, W), bool; empty masks kept.
-        boxes_orig: (N, 4) xyxy in original pixels, clipped.
+        (N, H0, W0) if retina else (N, H, W) bool; empty masks kept.
     """
-    if reference == "official":
-        boxes_orig = scale_boxes(boxes_input, geometry, rule="official")
+    if postprocess == "official":
         if retina:
-            masks = process_mask_native_official(protos, coeffs, boxes_orig, geometry.orig_hw, rule)
-        else:
-            masks = process_mask_official(protos, coeffs, boxes_input, geometry.input_hw, rule)
-    elif reference == "ultralytics":
-        if rule != "logit":
-            raise ValueError(f"the ultralytics reference thresholds logits at 0; got rule={rule!r}")
-        boxes_orig = scale_boxes(boxes_input, geometry, rule="ultralytics")
+            return process_mask_native_official(
+                protos, coeffs, boxes_orig, geometry.orig_hw, mask_rule
+            )
+        return process_mask_official(protos, coeffs, boxes_input, geometry.input_hw, mask_rule)
+    if postprocess == "ultralytics":  # 8.4.190 has only logit > 0: mask_rule does not apply
         if retina:
-            masks = process_mask_native_ultralytics(protos, coeffs, boxes_orig, geometry.orig_hw)
-        else:
-            masks = process_mask_ultralytics(protos, coeffs, boxes_input, geometry.input_hw)
-    else:
-        raise ValueError(f"reference must be 'official' or 'ultralytics', got {reference!r}")
-    return masks, boxes_orig
+            return process_mask_native_ultralytics(protos, coeffs, boxes_orig, geometry.orig_hw)
+        return process_mask_ultralytics(protos, coeffs, boxes_input, geometry.input_hw)
+    raise ValueError(f"postprocess must be 'official' or 'ultralytics', got {postprocess!r}")

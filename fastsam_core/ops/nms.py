@@ -1,4 +1,4 @@
-"""Confidence filter + class-offset non-maximum suppression of the YOLOv8 head outputs (spec §3.6)."""
+"""Confidence filter + class-offset non-maximum suppression of the YOLOv8 head outputs (§3.6)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torchvision  # type: ignore[import-untyped]
 
 from fastsam_core.ops.boxes import xywh_to_xyxy
 
@@ -67,11 +66,12 @@ def non_max_suppression(
 ) -> list[Detections]:
     """Per-image NMS with upstream's semantics (spec §3.6).
 
-    For each image: keep anchors whose best class score is strictly > ``conf_threshold``; sort by score
-    descending (stable) and keep ``max_nms``; offset boxes by ``class * 7680`` unless ``agnostic`` (a no-op
-    for one class); greedy NMS drops boxes with IoU strictly > ``iou_threshold``; keep ``max_det``
-    (``greedy_nms``: equal to ``torchvision.ops.nms(...)[:max_det]``, stopping at ``max_det``).
-    Upstream's wall-clock time limit is not reproduced.
+    For each image: keep anchors whose best class score is strictly > ``conf_threshold``; sort by
+    score descending (stable) and keep ``max_nms``; offset boxes by ``class * 7680`` unless
+    ``agnostic`` (a no-op for one class); greedy NMS drops boxes with IoU strictly >
+    ``iou_threshold``; keep ``max_det`` (``greedy_nms``: equal to
+    ``torchvision.ops.nms(...)[:max_det]``, stopping at ``max_det``). Upstream's wall-clock time
+    limit is not reproduced.
 
     Args:
         boxes_xywh: (B, 4, A) (cx, cy, w, h) in input pixels.
@@ -95,7 +95,8 @@ def non_max_suppression(
         or class_scores.shape[2] != num_anchors
     ):
         raise ValueError(
-            f"class_scores must be (B, nc, A) = ({batch}, nc, {num_anchors}), got {tuple(class_scores.shape)}"
+            f"class_scores must be (B, nc, A) = ({batch}, nc, {num_anchors}), got "
+            f"{tuple(class_scores.shape)}"
         )
     if coeffs.ndim != 3 or coeffs.shape[0] != batch or coeffs.shape[2] != num_anchors:
         raise ValueError(
@@ -114,7 +115,7 @@ def non_max_suppression(
         if wanted is not None:
             keep &= torch.isin(class_ids, wanted)
         index = torch.nonzero(keep).flatten()  # (n,) anchor indices
-        # stable descending sort: ties keep anchor order, which torchvision's (stable) sort also uses
+        # stable descending sort: ties keep anchor order, as torchvision's (stable) sort does
         order = torch.sort(scores[index], descending=True, stable=True).indices[:max_nms]
         index = index[order]
         boxes = xywh_to_xyxy(boxes_xywh[b, :, index].T)  # (4, n) -> (n, 4)
@@ -134,7 +135,7 @@ def non_max_suppression(
 
 
 def box_iou_pairs(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """(M, N) IoU of xyxy boxes with ``torchvision.ops.nms``'s float arithmetic, operation by operation.
+    """(M, N) IoU of xyxy boxes with ``torchvision.ops.nms``'s float arithmetic, op by op.
 
     ``inter / (area_first + area_second - inter)`` with ``area = (x2 - x1) * (y2 - y1)`` and
     ``inter = max(0, min(x2) - max(x1)) * max(0, min(y2) - max(y1))``; 0 / 0 gives NaN (never > t).
@@ -148,12 +149,6 @@ def box_iou_pairs(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return inter / (area_first[:, None] + area_second[None, :] - inter)
 
 
-def greedy_nms_reference(boxes: torch.Tensor, iou_threshold: float, max_keep: int) -> torch.Tensor:
-    """``torchvision.ops.nms`` over boxes already sorted by score, first ``max_keep`` kept rows."""
-    order = torch.arange(len(boxes), dtype=torch.float32, device=boxes.device)
-    return torchvision.ops.nms(boxes, -order, iou_threshold)[:max_keep]  # scores = rank
-
-
 def greedy_nms(boxes: torch.Tensor, iou_threshold: float, max_keep: int) -> torch.Tensor:
     """Greedy NMS of boxes sorted by descending score that stops after ``max_keep`` boxes are kept.
 
@@ -164,7 +159,7 @@ def greedy_nms(boxes: torch.Tensor, iou_threshold: float, max_keep: int) -> torc
     Candidates are resolved in chunks of ``_CHUNK``: one IoU block against the kept boxes, one
     within the chunk, then a short scan in chunk order. IoUs use torchvision's float arithmetic
     (``box_iou_pairs``) and are compared in float64 like its C++ kernel, so equal to
-    ``greedy_nms_reference`` bit for bit (tested in ``tests/unit/test_ops_nms.py``).
+    ``torchvision.ops.nms(...)[:max_keep]`` bit for bit (tested in ``tests/unit/test_ops_nms.py``).
 
     Args:
         boxes: (n, 4) xyxy, rows in descending score order (ties already broken).

@@ -1,7 +1,8 @@
 """Apply box, point and text prompts to everything-mode `Results` (spec §4; issue #4).
 
-`prompt(results, boxes=..., points=..., labels=..., texts=...)` validates every input first, then
-selects masks with the rules of `box.py`, `point.py` and `text.py` and returns `PromptResults`.
+`prompt(results, boxes=..., points=..., labels=..., texts=...)` checks every input first (into one
+`Prompts` value, `prompt_set.py`; or takes one with `prompts=`), then selects masks with the rules
+of `box.py`, `point.py` and `text.py` and returns `PromptResults`.
 
 Output layouts (`output=`):
 
@@ -22,112 +23,18 @@ no masks at all there is nothing to pick and the row is empty as well.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from fastsam_core.compact_masks import CompactMasks
-from fastsam_core.prompts.box import BoxMatch, BoxRule, select_boxes
-from fastsam_core.prompts.clip_scorer import (
-    DEFAULT_CLIP_MODEL,
-    DEFAULT_CLIP_PRETRAINED,
-    ClipScorer,
-    get_clip_scorer,
-)
-from fastsam_core.prompts.inputs import BoxFormat, parse_boxes, parse_points, parse_texts
-from fastsam_core.prompts.point import PointMode, point_pixels, select_instances, union_mask
+from fastsam_core.prompts.box import BoxMatch, select_boxes
+from fastsam_core.prompts.clip_scorer import ClipScorer, get_clip_scorer
+from fastsam_core.prompts.point import point_pixels, select_instances, union_mask
 from fastsam_core.prompts.prompt_results import PromptResults
-from fastsam_core.prompts.text import (
-    MIN_CROP_AREA,
-    TextRule,
-    masked_crops,
-    select_texts,
-)
+from fastsam_core.prompts.prompt_set import BoxNoMatch, Prompts, make_prompts
+from fastsam_core.prompts.text import masked_crops, select_texts
 from fastsam_core.results import Results
-
-PromptOutput = Literal["per_prompt", "subset"]
-BoxNoMatch = Literal["empty", "reference"]
-
-
-@dataclass(frozen=True)
-class PromptOptions:
-    """How prompts select masks (every field is a keyword of `prompt` and `Predictor.__call__`).
-
-    Attributes:
-        box_format: "xyxy" or "xywh" (top-left corner, width, height) input boxes.
-        box_rule: "official" (FastSAM repo) or "ultralytics" pixel rounding (see `box.py`).
-        box_no_match: the row of a box overlapping no mask: "empty" (an empty mask, IoU 0) or
-            "reference" (the references' argmax pick, mask 0, IoU 0); see the module docstring.
-        point_mode: "instances" (each mask under a positive point) or "union" (official: one mask).
-        clip: clip boxes/points outside the image instead of rejecting them.
-        text_rule: "top1", "topk", "threshold" or "official" (see `text.py`).
-        text_threshold: minimum cosine similarity for text_rule="threshold".
-        text_top_k: masks per text for text_rule="topk".
-        min_text_area: masks with area <= this are not scored against texts (references: 100).
-        output: "per_prompt" or "subset" (see the module docstring).
-        clip_model, clip_pretrained, clip_cache_dir: the CLIP model (open_clip name), its
-            weights (tag or local file) and download cache, used when no scorer is passed.
-    """
-
-    box_format: BoxFormat = "xyxy"
-    box_rule: BoxRule = "official"
-    box_no_match: BoxNoMatch = "empty"
-    point_mode: PointMode = "instances"
-    clip: bool = False
-    text_rule: TextRule = "top1"
-    text_threshold: float | None = None
-    text_top_k: int | None = None
-    min_text_area: int = MIN_CROP_AREA
-    output: PromptOutput = "per_prompt"
-    clip_model: str = DEFAULT_CLIP_MODEL
-    clip_pretrained: str | None = DEFAULT_CLIP_PRETRAINED
-    clip_cache_dir: str | None = None
-
-    def validated(self) -> PromptOptions:
-        choices: dict[str, tuple[Any, ...]] = {
-            "box_format": ("xyxy", "xywh"),
-            "box_rule": ("official", "ultralytics"),
-            "box_no_match": ("empty", "reference"),
-            "point_mode": ("instances", "union"),
-            "text_rule": ("top1", "topk", "threshold", "official"),
-            "output": ("per_prompt", "subset"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        top_k = self.text_top_k
-        if self.text_rule == "topk" and (
-            isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1
-        ):
-            raise ValueError(f"text rule 'topk' needs top_k >= 1 (text_top_k=3), got {top_k!r}")
-        threshold = self.text_threshold
-        if self.text_rule == "threshold" and (threshold is None or not math.isfinite(threshold)):
-            raise ValueError(
-                f"text rule 'threshold' needs a finite threshold (text_threshold=0.25), got "
-                f"{threshold!r}"
-            )
-        if self.output == "subset" and self.point_mode == "union":
-            raise ValueError(
-                "output='subset' returns rows of the everything result, but point_mode='union' "
-                "builds a new mask; use point_mode='instances' or output='per_prompt'"
-            )
-        return self
-
-
-PROMPT_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(PromptOptions))
-
-
-def make_prompt_options(**options: Any) -> PromptOptions:
-    """PromptOptions from keywords, rejecting unknown names."""
-    unknown = sorted(set(options) - PROMPT_OPTION_NAMES)
-    if unknown:
-        raise TypeError(
-            f"unknown prompt option(s) {unknown}; expected some of {sorted(PROMPT_OPTION_NAMES)}"
-        )
-    return PromptOptions(**options).validated()
 
 
 def prompt(
@@ -137,31 +44,41 @@ def prompt(
     labels: Any = None,
     texts: str | list[str] | None = None,
     clip_scorer: ClipScorer | None = None,
+    *,
+    prompts: Prompts | None = None,
+    bboxes: Any = None,
     **options: Any,
 ) -> Results:
     """Select masks of one image's everything-mode result with box, point and/or text prompts.
 
     Args:
         results: everything-mode Results of one image.
-        boxes: (4,) or (M, 4) boxes in original-image pixels (`box_format`).
+        boxes: (4,) or (M, 4) boxes in original-image pixels (`box_format`); `bboxes` is an
+            alias. Boxes and points reaching past the image are clipped to it.
         points: (2,) or (P, 2) xy points in original-image pixels.
         labels: P labels (1 foreground, 0 background); default all foreground.
         texts: a string or a list of strings.
-        clip_scorer: a `ClipScorer` to use; default a shared one from `clip_model`/`clip_pretrained`
-            on the masks' device (loaded once, cached).
+        clip_scorer: the `ClipScorer` for texts; default a shared one (`get_clip_scorer`) on the
+            masks' device, built once per process.
+        prompts: already checked `Prompts` (from `make_prompts`), used as they are; then pass no
+            other prompt or option.
         **options: `PromptOptions` fields.
     Returns:
         `results` itself when no prompt is given, else `PromptResults` (possibly empty).
     """
-    opts = make_prompt_options(**options)
-    if labels is not None and points is None:
-        raise ValueError("labels were given without points; pass points=(P, 2) with the labels")
-    if boxes is None and points is None and texts is None:
-        return results
+    if prompts is None:
+        prompts = make_prompts(boxes, points, labels, texts, bboxes=bboxes, **options)
+        if prompts is None:
+            return results
+    elif any(v is not None for v in (boxes, points, labels, texts, bboxes)) or options:
+        raise TypeError("pass either prompts=Prompts(...) or prompt keywords, not both")
+    prompts = prompts.fit(results.orig_hw)
+    opts = prompts.options
     hw = results.orig_hw
-    box_rows = None if boxes is None else parse_boxes(boxes, hw, opts.box_format, opts.clip)
-    point_rows = None if points is None else parse_points(points, labels, hw, opts.clip)
-    text_list = None if texts is None else parse_texts(texts)
+    box_rows, text_list = prompts.boxes, prompts.texts
+    point_rows = None
+    if prompts.points is not None and prompts.labels is not None:
+        point_rows = (prompts.points, prompts.labels)
     if len(results) == 0:  # nothing to select; each box still gets its (empty) row
         if box_rows is None or opts.output == "subset":
             return PromptResults.wrap(results)
@@ -197,13 +114,8 @@ def prompt(
         crops, keep = masked_crops(results.orig_image, masks, results.boxes, opts.min_text_area)
         similarity = torch.zeros((len(text_list), 0))
         if crops:
-            scorer = clip_scorer or get_clip_scorer(
-                opts.clip_model,
-                opts.clip_pretrained,
-                str(results.masks.device),
-                opts.clip_cache_dir,
-            )
-            similarity = scorer.similarity(crops, text_list)  # (T, K)
+            scorer = clip_scorer or get_clip_scorer(device=str(results.masks.device))
+            similarity = scorer.similarity(crops, list(text_list))  # (T, K)
         match_t = select_texts(
             similarity, keep, len(results), opts.text_rule, opts.text_threshold, opts.text_top_k
         )
@@ -317,58 +229,3 @@ def _union_row(results: Results, mask: CompactMasks, setters: torch.Tensor) -> P
         source_ids=torch.tensor([-1]),
         prompt_kinds=("point",),
     )
-
-
-def _per_image(value: Any, name: str, num_images: int, broadcast_str: bool = False) -> list[Any]:
-    """One prompt value per image: as given for one image, else a sequence of length B."""
-    if value is None:
-        return [None] * num_images
-    if num_images == 1:
-        return [value]
-    if broadcast_str and isinstance(value, str):
-        return [value] * num_images  # one text for every image
-    if isinstance(value, str | bytes) or not hasattr(value, "__len__") or len(value) != num_images:
-        got = len(value) if hasattr(value, "__len__") and not isinstance(value, str) else value
-        raise ValueError(
-            f"{name} for {num_images} images must be a list with one entry per image (None for "
-            f"no prompt), got {got!r} entries; e.g. {name}=[[...], None, ...]"
-        )
-    return list(value)
-
-
-def prepare_prompts(
-    image_hws: list[tuple[int, int]],
-    boxes: Any = None,
-    points: Any = None,
-    labels: Any = None,
-    texts: Any = None,
-    **options: Any,
-) -> list[dict[str, Any]] | None:
-    """Split batch prompts into one prompt set per image and validate them all up front.
-
-    For one image the prompts are that image's; for B images each of boxes / points / labels /
-    texts is a list of B entries (None for none), and a single text string applies to every
-    image. Returns None when no prompt is given.
-    """
-    make_prompt_options(**options)
-    if boxes is None and points is None and labels is None and texts is None:
-        return None
-    num = len(image_hws)
-    columns = {
-        "boxes": _per_image(boxes, "boxes", num),
-        "points": _per_image(points, "points", num),
-        "labels": _per_image(labels, "labels", num),
-        "texts": _per_image(texts, "texts", num, broadcast_str=True),
-    }
-    sets = [{key: column[i] for key, column in columns.items()} for i in range(num)]
-    opts = make_prompt_options(**options)
-    for hw, item in zip(image_hws, sets):
-        if item["labels"] is not None and item["points"] is None:
-            raise ValueError("labels were given without points; pass points=(P, 2) with the labels")
-        if item["boxes"] is not None:
-            parse_boxes(item["boxes"], hw, opts.box_format, opts.clip)
-        if item["points"] is not None:
-            parse_points(item["points"], item["labels"], hw, opts.clip)
-        if item["texts"] is not None:
-            parse_texts(item["texts"])
-    return sets

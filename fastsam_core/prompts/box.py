@@ -20,13 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from fastsam_core.compact_masks import CompactMasks
-
-BoxRule = Literal["official", "ultralytics"]
+from fastsam_core.ops.references import Postprocess
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class BoxMatch:
 def box_pixels_official(
     boxes: torch.Tensor, orig_hw: Sequence[int], frame_hw: Sequence[int]
 ) -> torch.Tensor:
-    """Official rule: xyxy original px (M, 4) float -> (M, 4) int64 pixel bounds in the mask frame."""
+    """Official rule: (M, 4) float xyxy, original px -> (M, 4) int64 pixel bounds in mask frame."""
     height, width = int(frame_hw[0]), int(frame_hw[1])
     orig_h, orig_w = int(orig_hw[0]), int(orig_hw[1])
     boxes = boxes.to(torch.float64)
@@ -91,7 +89,7 @@ def select_boxes(
     masks: CompactMasks,
     boxes: torch.Tensor,
     orig_hw: Sequence[int],
-    rule: BoxRule = "official",
+    rule: Postprocess = "official",
 ) -> BoxMatch:
     """Pick, for every box, the mask with the highest IoU (first maximum on ties).
 

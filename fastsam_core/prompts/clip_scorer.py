@@ -13,9 +13,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -61,10 +64,51 @@ def _offline_message(
     where = " or ".join(sources) or f"the open_clip release of {model_name}/{pretrained}"
     cache = cache_dir or "the Hugging Face / open_clip cache (~/.cache)"
     return (
-        f"could not load CLIP weights {model_name!r} pretrained={pretrained!r} (looked in {cache}). "
-        f"Offline? Download {where} on a connected machine, copy the file here and pass "
+        f"could not load CLIP weights {model_name!r} pretrained={pretrained!r} (looked in "
+        f"{cache}). Offline? Download {where} on a connected machine, copy the file here and pass "
         f"pretrained='/path/to/file' (CLI: --clip-weights /path/to/file)"
     )
+
+
+def _download_hosts(open_clip: Any, model_name: str, pretrained: str) -> list[str]:
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained) or {}
+    hosts = ["huggingface.co"] if cfg.get("hf_hub") else []
+    if cfg.get("url"):
+        hosts.append(urlparse(cfg["url"]).hostname or "")
+    return [h for h in hosts if h]
+
+
+def _cached_locally(open_clip: Any, model_name: str, pretrained: str, cache: str | None) -> bool:
+    """True when the weights of an open_clip tag are already on disk (no network needed)."""
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained) or {}
+    if cfg.get("file"):
+        return True
+    if cfg.get("hf_hub"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            pass
+        else:
+            repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/model/" -> default names
+            defaults = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+            names = [filename] if filename else defaults
+            for name in names:
+                if isinstance(try_to_load_from_cache(repo_id, name, cache_dir=cache), str):
+                    return True
+    if cfg.get("url"):
+        root = Path(cache) if cache else Path.home() / ".cache" / "clip"
+        if (root / os.path.basename(urlparse(cfg["url"]).path)).is_file():
+            return True
+    return False
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to host:443 opens within `timeout` seconds."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 class ClipScorer:
@@ -104,8 +148,9 @@ class ClipScorer:
         cache = None if cache_dir is None else str(cache_dir)
         if weights is not None and _looks_like_path(weights) and not Path(weights).is_file():
             raise FileNotFoundError(
-                f"CLIP weights file {weights} does not exist; pass an existing file or an open_clip "
-                f"tag such as 'openai' (see open_clip.list_pretrained_tags_by_model({model_name!r}))"
+                f"CLIP weights file {weights} does not exist; pass an existing file or an "
+                "open_clip tag such as 'openai' (see "
+                f"open_clip.list_pretrained_tags_by_model({model_name!r}))"
             )
         if weights is not None and not hub and not _looks_like_path(weights):
             tags = open_clip.list_pretrained_tags_by_model(model_name)
@@ -114,6 +159,14 @@ class ClipScorer:
                     f"{model_name!r} has no pretrained tag {weights!r}; available: {tags}, or pass "
                     "a local checkpoint path"
                 )
+        if (
+            weights is not None
+            and not hub
+            and not _looks_like_path(weights)
+            and not _cached_locally(open_clip, model_name, weights, cache)
+            and not any(_reachable(h) for h in _download_hosts(open_clip, model_name, weights))
+        ):  # offline and not cached: fail now, not after the downloader's retries (~60 s)
+            raise FileNotFoundError(_offline_message(open_clip, model_name, weights, cache))
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=weights, device=device, precision=precision, cache_dir=cache
@@ -216,6 +269,25 @@ class ClipScorer:
 
     def _embed_dim(self) -> int:
         return int(self.encode_texts(["a photo"]).shape[1])
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """Which CLIP model text prompts use (the owner of a run builds one `ClipScorer` from it).
+
+    Attributes:
+        model: open_clip model name.
+        weights: open_clip pretrained tag, a local checkpoint file (offline), or None (random).
+        cache_dir: where open_clip downloads and looks for weights.
+    """
+
+    model: str = DEFAULT_CLIP_MODEL
+    weights: str | None = DEFAULT_CLIP_PRETRAINED
+    cache_dir: str | None = None
+
+    def build(self, device: str | torch.device = "cpu") -> ClipScorer:
+        """The scorer on `device` (shared through `get_clip_scorer`: built once per process)."""
+        return get_clip_scorer(self.model, self.weights, str(device), self.cache_dir)
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,18 +1,23 @@
 """Validation of user prompt inputs: box, point and label arrays (issue #4, "Bad input").
 
 Every prompt enters through one of these functions, so a malformed prompt fails with one message
-naming the expected form, what arrived and the fix. Coordinates are original-image pixels.
+naming the expected form, what arrived and the fix. Coordinates are original-image pixels; boxes
+and points reaching past the image edge are clipped to it (as both references and SAM do).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+logger = logging.getLogger(__name__)
+
 BoxFormat = Literal["xyxy", "xywh"]
+_logged: set[str] = set()
 
 
 def _as_float_rows(value: Any, name: str, width: int, form: str) -> torch.Tensor:
@@ -83,20 +88,17 @@ def _as_labels(labels: Any) -> torch.Tensor:
 
 def parse_boxes(
     boxes: Any,
-    image_hw: Sequence[int],
+    image_hw: Sequence[int] | None = None,
     box_format: BoxFormat = "xyxy",
-    clip: bool = False,
 ) -> torch.Tensor:
-    """Check box prompts and convert them to xyxy.
+    """Check box prompts and convert them to xyxy (then clip them to the image, if given).
 
     Args:
         boxes: (4,) or (M, 4) numbers in original-image pixels, `box_format` layout.
-        image_hw: (H0, W0) of the original image.
+        image_hw: (H0, W0) of the original image, or None to check the boxes alone.
         box_format: "xyxy" (x1, y1, x2, y2) or "xywh" (x1, y1, width, height; top-left corner).
-        clip: clip boxes reaching outside [0, W0] x [0, H0] instead of rejecting them (a box
-            entirely outside becomes a zero-area box on the border: it overlaps no mask).
     Returns:
-        (M, 4) float64 xyxy with 0 <= x1 <= x2 <= W0 and 0 <= y1 <= y2 <= H0.
+        (M, 4) float64 xyxy with x1 <= x2, y1 <= y2 (inside [0, W0] x [0, H0] with image_hw).
     """
     if box_format not in ("xyxy", "xywh"):
         raise ValueError(f"box_format must be 'xyxy' or 'xywh', got {box_format!r}")
@@ -113,45 +115,45 @@ def parse_boxes(
             f"(rows {inverted.nonzero().flatten().tolist()}); use box_format='xywh' for "
             "(x, y, width, height) boxes"
         )
+    return rows if image_hw is None else clip_boxes_to_image(rows, image_hw)
+
+
+def clip_boxes_to_image(rows: torch.Tensor, image_hw: Sequence[int]) -> torch.Tensor:
+    """(M, 4) checked xyxy boxes clipped to [0, W0] x [0, H0], as both references and SAM do
+    (logged once at INFO); a box entirely outside the image is refused.
+    """
     height, width = int(image_hw[0]), int(image_hw[1])
     limits = rows.new_tensor([width, height, width, height])
-    outside = ((rows < 0) | (rows > limits)).any(1)
-    if bool(outside.any()):
-        if not clip:
-            raise ValueError(
-                f"boxes {rows[outside].tolist()} reach outside the {width}x{height} image "
-                "(x in [0, W], y in [0, H]); pass clip=True (CLI: --clip-to-image) to clip them"
-            )
-        rows = torch.minimum(rows.clamp(min=0), limits)
-    return rows
+    away = (rows[:, 0] > width) | (rows[:, 1] > height) | (rows[:, 2] < 0) | (rows[:, 3] < 0)
+    if bool(away.any()):
+        raise ValueError(
+            f"boxes {rows[away].tolist()} lie entirely outside the {width}x{height} image "
+            "(x in [0, W], y in [0, H]); give boxes in original-image pixels"
+        )
+    clipped = torch.minimum(rows.clamp(min=0), limits)
+    if not torch.equal(clipped, rows):
+        _log_once("boxes", "boxes reaching past the %dx%d image were clipped to it", width, height)
+    return clipped
 
 
 def parse_points(
     points: Any,
     labels: Any,
-    image_hw: Sequence[int],
-    clip: bool = False,
+    image_hw: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check point prompts and their labels.
+    """Check point prompts and their labels (then clip the points to the image, if given).
 
     Args:
         points: (2,) or (P, 2) xy in original-image pixels (pixel (x, y) covers [x, x+1)).
         labels: None (all foreground) or P labels, 1 = foreground, 0 = background.
-        image_hw: (H0, W0) of the original image.
-        clip: move points outside the image to the nearest pixel instead of rejecting them.
+        image_hw: (H0, W0) of the original image, or None to check the points alone.
     Returns:
-        points (P, 2) float64 inside [0, W0) x [0, H0), labels (P,) int64 in {0, 1}.
+        points (P, 2) float64 (inside [0, W0) x [0, H0) with image_hw), labels (P,) int64 in
+        {0, 1}.
     """
     rows = _as_float_rows(points, "points", 2, "xy points with shape (2,) or (P, 2)")
-    height, width = int(image_hw[0]), int(image_hw[1])
-    outside = (rows[:, 0] < 0) | (rows[:, 0] >= width) | (rows[:, 1] < 0) | (rows[:, 1] >= height)
-    if bool(outside.any()):
-        if not clip:
-            raise ValueError(
-                f"points {rows[outside].tolist()} lie outside the {width}x{height} image "
-                f"(x in [0, {width}), y in [0, {height})); pass clip=True (CLI: --clip-to-image) to clip them"
-            )
-        rows = torch.stack([rows[:, 0].clamp(0, width - 1), rows[:, 1].clamp(0, height - 1)], 1)
+    if image_hw is not None:
+        rows = clip_points_to_image(rows, image_hw)
     if labels is None:
         return rows, torch.ones(rows.shape[0], dtype=torch.int64)
     label_tensor = _as_labels(labels)
@@ -167,6 +169,22 @@ def parse_points(
             f"labels must be 0 (background) or 1 (foreground), got {label_tensor.tolist()}"
         )
     return rows, label_tensor.long()
+
+
+def clip_points_to_image(rows: torch.Tensor, image_hw: Sequence[int]) -> torch.Tensor:
+    """(P, 2) xy points outside the image moved to the nearest pixel (logged once at INFO)."""
+    height, width = int(image_hw[0]), int(image_hw[1])
+    outside = (rows[:, 0] < 0) | (rows[:, 0] >= width) | (rows[:, 1] < 0) | (rows[:, 1] >= height)
+    if not bool(outside.any()):
+        return rows
+    _log_once("points", "points outside the %dx%d image were moved onto it", width, height)
+    return torch.stack([rows[:, 0].clamp(0, width - 1), rows[:, 1].clamp(0, height - 1)], 1)
+
+
+def _log_once(key: str, message: str, *args: object) -> None:
+    if key not in _logged:
+        _logged.add(key)
+        logger.info(message, *args)
 
 
 def parse_texts(texts: Any) -> list[str]:

@@ -1,9 +1,9 @@
 """Task-aligned assigner: which anchors learn which ground-truth instance (spec §6, TOOD).
 
-An anchor is a candidate for a ground truth (gt) when its centre lies strictly inside the gt box. Each
-gt keeps the `topk` candidates with the highest alignment metric `score^alpha * CIoU^beta`; an anchor
-claimed by several gts goes to the gt it overlaps most. The soft class target of a positive anchor is
-its metric rescaled so each gt's best anchor gets that gt's best IoU.
+An anchor is a candidate for a ground truth (gt) when its centre lies strictly inside the gt box.
+Each gt keeps the `topk` candidates with the highest alignment metric `score^alpha * CIoU^beta`; an
+anchor claimed by several gts goes to the gt it overlaps most. The soft class target of a positive
+anchor is its metric rescaled so each gt's best anchor gets that gt's best IoU.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-PAD_VALUE = 114  # grey used for padding, as the reference
+from fastsam_core.ops.letterbox import PAD_VALUE  # the grey inference pads with (spec §3.3)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ def warp(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Zoom about `src_centre` and place it at the output centre plus `shift`.
 
-    Output pixel centre u maps to source x = (u - out_w / 2 - shift_x) / scale + centre_x (same in y).
+    Output pixel centre u maps to source x = (u - out_w / 2 - shift_x) / scale + centre_x
+    (same in y).
 
     Args:
         image: (3, H, W) uint8.
@@ -194,7 +195,7 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
 
 
 def downsample_masks(masks: torch.Tensor, factor: int) -> torch.Tensor:
-    """(N, H, W) bool -> (N, H / factor, W / factor) uint8 by majority of each factor x factor cell."""
+    """(N, H, W) bool -> (N, H / factor, W / factor) uint8: majority of each factor^2 cell."""
     if masks.shape[0] == 0:
         return torch.zeros(0, masks.shape[1] // factor, masks.shape[2] // factor, dtype=torch.uint8)
     pooled = F.avg_pool2d(masks.float().unsqueeze(1), factor)  # (N, 1, H/f, W/f)

@@ -10,9 +10,10 @@ import torch
 def complete_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """CIoU = IoU - centre distance^2 / enclosing diagonal^2 - alpha * v, for paired xyxy boxes.
 
-    `v` measures aspect-ratio disagreement, `v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2`, and its weight
-    `alpha = v / (1 - IoU + v + eps)` is treated as a constant (no gradient), as in the CIoU paper.
-    `eps` is added to the heights (not widths) and to the union, matching the training reference.
+    `v` measures aspect-ratio disagreement, `v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2`, and its
+    weight `alpha = v / (1 - IoU + v + eps)` is treated as a constant (no gradient), as in the CIoU
+    paper. `eps` is added to the heights (not widths) and to the union, matching the training
+    reference.
 
     Args:
         boxes1: (..., 4) xyxy.
@@ -35,7 +36,7 @@ def complete_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) 
     enclose_w = b1_x2.maximum(b2_x2) - b1_x1.minimum(b2_x1)
     enclose_h = b1_y2.maximum(b2_y2) - b1_y1.minimum(b2_y1)
     diagonal2 = enclose_w.pow(2) + enclose_h.pow(2) + eps
-    # Squared distance between centres: ((x1 + x2) / 2 difference)^2, written with one division by 4.
+    # Squared distance between centres: ((x1 + x2) / 2 difference)^2, with one division by 4.
     centre2 = ((b2_x1 + b2_x2 - b1_x1 - b1_x2).pow(2) + (b2_y1 + b2_y2 - b1_y1 - b1_y2).pow(2)) / 4
     v = (4 / math.pi**2) * ((w2 / h2).atan() - (w1 / h1).atan()).pow(2)
     with torch.no_grad():

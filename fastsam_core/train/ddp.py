@@ -2,7 +2,8 @@
 
 `torchrun --nproc_per_node N -m fastsam_core train ...` sets RANK / WORLD_SIZE / LOCAL_RANK; the
 trainer then calls `init_distributed`, wraps the model in `DistributedDataParallel`, and gives each
-rank its slice of every global batch (see `loader.epoch_batches`). Backend: NCCL on CUDA, gloo on CPU.
+rank its slice of every global batch (see `loader.epoch_batches`). Backend: NCCL on CUDA, gloo on
+CPU.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exponential moving average of model weights (the released FastSAM weights are the EMA, spec §6)."""
+"""Exponential moving average of model weights (released FastSAM weights are the EMA, spec §6)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from torch import nn
 class ModelEMA:
     """Keep `ema = d * ema + (1 - d) * weights` after every optimizer step.
 
-    The decay ramps up as `d = decay * (1 - exp(-updates / tau))` so early, poor weights are forgotten
-    quickly. Buffers (BatchNorm statistics) are averaged too; integer buffers are copied.
+    The decay ramps up as `d = decay * (1 - exp(-updates / tau))` so early, poor weights are
+    forgotten quickly. Buffers (BatchNorm statistics) are averaged too; integer buffers are copied.
 
     Args:
         model: the model being trained (not wrapped in DDP).

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fastsam_core.data.datasets import DatasetIndex, load_rgb, rasterize_instances
 from fastsam_core.train.augment import (
     NO_AUGMENT,
     AugmentConfig,
@@ -22,7 +23,6 @@ from fastsam_core.train.augment import (
     mosaic4,
     random_zoom_shift,
 )
-from fastsam_core.train.dataset import DatasetIndex, load_rgb, rasterize_instances
 from fastsam_core.train.loss import SegTargets
 
 MASK_RATIO = 4  # GT masks at the prototype resolution, input / 4 (spec §6)
@@ -135,7 +135,7 @@ def collate(samples: list[Sample]) -> tuple[torch.Tensor, SegTargets, list[int]]
 def epoch_batches(
     num_samples: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True
 ) -> list[list[int]]:
-    """The global batches of one epoch (last partial batch dropped), a pure function of its arguments."""
+    """The global batches of one epoch (last partial batch dropped), a pure function of the args."""
     if num_samples < batch_size:
         raise ValueError(
             f"the dataset has {num_samples} images but the (global) batch size is {batch_size}; "

@@ -251,16 +251,21 @@ class YoloSegLoss(nn.Module):
     def _pad_targets(
         self, targets: SegTargets, batch_size: int, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Stacked instances -> per-image padded (B, M, 1) labels, (B, M, 4) boxes, (B, M, 1) valid."""
+        """Stacked instances -> per-image padded labels, boxes and valid flags.
+
+        Returns (B, M, 1) labels, (B, M, 4) boxes, (B, M, 1) valid.
+        """
         batch_idx = targets.batch_idx.to(device).long()
         N = batch_idx.numel()
         if N and (int(batch_idx.min()) < 0 or int(batch_idx.max()) >= batch_size):
             raise ValueError(
-                f"targets.batch_idx must lie in [0, {batch_size}), got {batch_idx.unique().tolist()}"
+                f"targets.batch_idx must lie in [0, {batch_size}), got "
+                f"{batch_idx.unique().tolist()}"
             )
         if N and (int(targets.classes.min()) < 0 or int(targets.classes.max()) >= self.num_classes):
             raise ValueError(
-                f"target class ids must lie in [0, {self.num_classes}), got {targets.classes.unique().tolist()}; "
+                f"target class ids must lie in [0, {self.num_classes}), got "
+                f"{targets.classes.unique().tolist()}; "
                 "remap the dataset's categories or set num_classes"
             )
         counts = torch.bincount(batch_idx, minlength=batch_size)  # (B,)

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fastsam_core.config import yolov8_seg_config
+from torch import nn
+
+from fastsam_core.config import DEFAULT_BACKBONE, yolov8_seg_config
+from fastsam_core.model.timm_backbone import TimmBackbone, load_backbone_weights
 from fastsam_core.model.yolov8_seg import YoloV8Seg, build_model
 from fastsam_core.train.augment import AugmentConfig
 
@@ -21,7 +24,12 @@ class TrainConfig:
         out: run folder.
         weights: starting weights: a name ('fastsam-s', 'fastsam-x'), a .safetensors/.pt path, or
             None to train from scratch at `scale`.
-        scale: YOLOv8 scale for training from scratch.
+        scale: YOLOv8 scale for training from scratch (also the neck and head widths with a
+            timm backbone).
+        backbone: from scratch: "cspdarknet" (default) or "timm:<name>", e.g. "timm:resnet18"
+            (see `YoloSegConfig.backbone`); with `weights`, the backbone is the file's.
+        backbone_weights: a local timm checkpoint (.safetensors / .pt) of that timm model, loaded
+            into the backbone before training (the hub is never contacted).
         num_classes: classes of the head; default the dataset's (1 with `single_class`).
         single_class: collapse all categories into one "object" class (FastSAM style).
         epochs, imgsz, batch: batch is the global batch (split across DDP ranks).
@@ -53,6 +61,8 @@ class TrainConfig:
     out: str
     weights: str | None = None
     scale: str = "n"
+    backbone: str | None = None
+    backbone_weights: str | None = None
     num_classes: int | None = None
     single_class: bool = False
     epochs: int = 10
@@ -99,19 +109,41 @@ class TrainConfig:
 
 
 def build_training_model(
-    weights: str | None, scale: str, num_classes: int, class_names: tuple[str, ...], imgsz: int
+    weights: str | None,
+    scale: str,
+    num_classes: int,
+    class_names: tuple[str, ...],
+    imgsz: int,
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
 ) -> tuple[YoloV8Seg, list[str]]:
     """The model to fine-tune and the names of tensors that were (re)initialised.
 
     From weights, every tensor whose shape still fits is kept; with a different `num_classes` the
     class branch's last conv is new and gets the prior bias of spec §1.6 (backbone, neck, box and
-    mask branches are kept).
+    mask branches are kept). From scratch, `backbone` names the backbone part and
+    `backbone_weights` (timm backbones only) fills it from a local file.
     """
     if weights is None or weights == "scratch":
         cfg = yolov8_seg_config(
-            scale, num_classes=num_classes, class_names=class_names, imgsz=imgsz
+            scale,
+            num_classes=num_classes,
+            class_names=class_names,
+            imgsz=imgsz,
+            backbone=backbone or DEFAULT_BACKBONE,
         )
-        return build_model(cfg), ["all (from scratch)"]
+        model = build_model(cfg)
+        if backbone_weights is not None:
+            if not isinstance(model.backbone, TimmBackbone):
+                raise ValueError(
+                    f"--backbone-weights needs a timm backbone (--backbone timm:<name>), got "
+                    f"{cfg.backbone!r}"
+                )
+            load_backbone_weights(model.backbone, backbone_weights)
+            return model, ["neck, head and backbone adapters (backbone from a file)"]
+        return model, ["all (from scratch)"]
+    if backbone_weights is not None:
+        raise ValueError("--backbone-weights applies to training from scratch; drop --weights")
     from fastsam_core.weights import load_model
 
     path = Path(weights)
@@ -120,6 +152,11 @@ def build_training_model(
 
         path = resolve_weights(weights)
     source = load_model(path)
+    if backbone is not None and backbone != source.cfg.backbone:
+        raise ValueError(
+            f"--backbone {backbone!r} differs from the backbone of {path} "
+            f"({source.cfg.backbone!r}); drop --backbone or --weights"
+        )
     cfg = dataclasses.replace(source.cfg, num_classes=num_classes, class_names=class_names)
     model = build_model(cfg)
     src_state = source.state_dict()
@@ -130,3 +167,18 @@ def build_training_model(
     model.load_state_dict(fitting, strict=False)
     reinitialised = sorted(k for k in own_state if k not in fitting)
     return model, reinitialised
+
+
+def freeze_parameters(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Stop gradients of every parameter named `prefix` or `prefix.*` (e.g. "backbone")."""
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes:
+        matched = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+        if not matched:
+            tops = sorted({n.split(".")[0] for n in names})
+            raise ValueError(
+                f"freeze prefix {prefix!r} matches no parameter; try one of {tops} or a sub-path"
+            )
+        for n, p in model.named_parameters():
+            if n in matched:
+                p.requires_grad_(False)

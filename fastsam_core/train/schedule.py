@@ -1,4 +1,4 @@
-"""Optimizer parameter groups and the learning-rate schedule (warm-up, then cosine or linear decay)."""
+"""Optimizer parameter groups and the learning-rate schedule (warm-up, then cosine/linear decay)."""
 
 from __future__ import annotations
 

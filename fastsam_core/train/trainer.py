@@ -2,9 +2,9 @@
 
 A run folder holds `args.json`, `metrics.jsonl` (one line per step and per epoch), `last/` (the
 resumable checkpoint, see `checkpoint.py`) and `weights.safetensors` (final EMA weights, loadable by
-`fastsam_core.weights.load_model` and the `Predictor`). Resuming restores weights, EMA, optimizer and
-the step counter; the data order and augmentation are pure functions of (seed, epoch, index), so a
-resumed run follows the same trajectory as an uninterrupted one.
+`fastsam_core.weights.load_model` and the `Predictor`). Resuming restores weights, EMA, optimizer
+and the step counter; the data order and augmentation are pure functions of (seed, epoch, index), so
+a resumed run follows the same trajectory as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +22,37 @@ import torch
 from torch import nn
 
 from fastsam_core.config import YoloSegConfig
+from fastsam_core.data.datasets import DatasetIndex, load_dataset
+from fastsam_core.devices import resolve_device
 from fastsam_core.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from fastsam_core.train.dataset import DatasetIndex, load_dataset
 from fastsam_core.train.ddp import DistInfo, all_sum, barrier, cleanup_distributed, init_distributed
 from fastsam_core.train.ema import ModelEMA
 from fastsam_core.train.loader import SegmentationDataset, collate, epoch_batches
 from fastsam_core.train.loss import LOSS_NAMES, YoloSegLoss
-from fastsam_core.devices import resolve_device
-from fastsam_core.train.run_config import TrainConfig, build_training_model
+from fastsam_core.train.run_config import TrainConfig, build_training_model, freeze_parameters
 from fastsam_core.train.schedule import LRSchedule, build_optimizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "Trainer", "build_training_model", "resolve_device"]
+__all__ = ["Evaluator", "TrainConfig", "Trainer", "build_training_model"]
+
+# evaluate(model, data, imgsz=, device=, class_agnostic=) -> metrics: the signature of
+# `fastsam_core.eval.coco.evaluate_model`, passed in so that train/ does not import eval/.
+Evaluator = Callable[..., dict[str, float]]
+
+# Settings a resumed run must share with the saved one (the trajectory depends on them).
+_RESUME_KEYS = (
+    "data",
+    "weights",
+    "scale",
+    "backbone",
+    "epochs",
+    "imgsz",
+    "batch",
+    "seed",
+    "optimizer",
+    "lr",
+)
 
 
 class Trainer:
@@ -43,10 +62,24 @@ class Trainer:
         cfg: the run's settings.
         resume: continue the run in `cfg.out` from its `last/` checkpoint.
         force: delete an existing `cfg.out` and start over.
+        evaluate: scores the weights on `cfg.val_data` (needed when it is set), e.g.
+            `fastsam_core.eval.coco.evaluate_model`, as `fastsam train` passes.
     """
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, force: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        resume: bool = False,
+        force: bool = False,
+        evaluate: Evaluator | None = None,
+    ) -> None:
+        if cfg.val_data and evaluate is None:
+            raise ValueError(
+                f"val_data={cfg.val_data!r} needs an evaluate function: "
+                "Trainer(cfg, evaluate=fastsam_core.eval.coco.evaluate_model)"
+            )
         self.cfg = cfg
+        self.evaluate = evaluate
         device = resolve_device(cfg.device)
         self.dist: DistInfo = init_distributed(device)
         if device.type == "cuda" and self.dist.enabled:
@@ -56,7 +89,8 @@ class Trainer:
         self._prepare_run_folder(resume, force)
         if cfg.batch % self.dist.world_size:
             raise ValueError(
-                f"batch {cfg.batch} must be divisible by the number of processes {self.dist.world_size}"
+                f"batch {cfg.batch} must be divisible by the number of processes "
+                f"{self.dist.world_size}"
             )
 
         self.index: DatasetIndex = load_dataset(cfg.data, "train", single_class=cfg.single_class)
@@ -65,7 +99,8 @@ class Trainer:
         if cfg.num_classes and cfg.num_classes != len(names):
             if cfg.num_classes < len(names):
                 raise ValueError(
-                    f"num_classes={cfg.num_classes} but the dataset has {len(names)} classes {names}; "
+                    f"num_classes={cfg.num_classes} but the dataset has {len(names)} classes "
+                    f"{names}; "
                     "raise num_classes or use single_class"
                 )
             names = names + tuple(f"class{i}" for i in range(len(names), cfg.num_classes))
@@ -73,16 +108,23 @@ class Trainer:
         self.steps_per_epoch = len(self.index.records) // cfg.batch
         if self.steps_per_epoch == 0:
             raise ValueError(
-                f"{cfg.data} has {len(self.index.records)} images, fewer than one batch of {cfg.batch}; lower --batch"
+                f"{cfg.data} has {len(self.index.records)} images, fewer than one batch of "
+                f"{cfg.batch}; lower --batch"
             )
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
         torch.manual_seed(cfg.seed)
         model, self.reinitialised = build_training_model(
-            cfg.weights, cfg.scale, num_classes, names, cfg.imgsz
+            cfg.weights,
+            cfg.scale,
+            num_classes,
+            names,
+            cfg.imgsz,
+            backbone=cfg.backbone,
+            backbone_weights=cfg.backbone_weights,
         )
         self.model_cfg: YoloSegConfig = model.cfg
-        self._freeze(model)
+        freeze_parameters(model, cfg.freeze)
         self.model = model.to(self.device)
         self._train_mode()
         self.criterion = YoloSegLoss(
@@ -140,7 +182,8 @@ class Trainer:
         self.train_model: nn.Module = self.model
         if cfg.sync_bn and self.device.type != "cuda":
             raise ValueError(
-                "sync_bn needs CUDA devices (PyTorch's SyncBatchNorm); drop it or use freeze_bn on CPU"
+                "sync_bn needs CUDA devices (PyTorch's SyncBatchNorm); drop it or use freeze_bn "
+                "on CPU"
             )
         if self.dist.enabled:
             if cfg.sync_bn:
@@ -159,21 +202,7 @@ class Trainer:
             if not (self.out / "last" / "state.json").is_file():
                 raise FileNotFoundError(f"cannot resume: {self.out / 'last'} holds no checkpoint")
             saved = TrainConfig.from_dict(json.loads((self.out / "args.json").read_text()))
-            changed = {
-                k
-                for k in (
-                    "data",
-                    "weights",
-                    "scale",
-                    "epochs",
-                    "imgsz",
-                    "batch",
-                    "seed",
-                    "optimizer",
-                    "lr",
-                )
-                if getattr(saved, k) != getattr(self.cfg, k)
-            }
+            changed = {k for k in _RESUME_KEYS if getattr(saved, k) != getattr(self.cfg, k)}
             if changed:
                 raise ValueError(
                     f"cannot resume {self.out} with different settings {sorted(changed)}; "
@@ -182,7 +211,8 @@ class Trainer:
             return
         if exists and not force:
             raise FileExistsError(
-                f"run folder {self.out} already exists; pass --resume to continue it or --force to overwrite"
+                f"run folder {self.out} already exists; pass --resume to continue it or --force "
+                "to overwrite"
             )
         if self.dist.is_main:
             if exists:
@@ -190,21 +220,6 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "args.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
         barrier(self.dist)
-
-    def _freeze(self, model: nn.Module) -> None:
-        if not self.cfg.freeze:
-            return
-        names = [n for n, _ in model.named_parameters()]
-        for prefix in self.cfg.freeze:
-            matched = [n for n in names if n == prefix or n.startswith(prefix + ".")]
-            if not matched:
-                tops = sorted({n.split(".")[0] for n in names})
-                raise ValueError(
-                    f"freeze prefix {prefix!r} matches no parameter; try one of {tops} or a sub-path"
-                )
-            for n, p in model.named_parameters():
-                if n in matched:
-                    p.requires_grad_(False)
 
     def _train_mode(self) -> None:
         self.model.train()
@@ -369,10 +384,10 @@ class Trainer:
 
     def validate(self, data: str) -> dict[str, float]:
         """COCO box/mask metrics of the EMA (or raw) weights on a COCO file."""
-        from fastsam_core.eval.coco import evaluate_model
-
+        if self.evaluate is None:
+            raise ValueError("validate needs Trainer(..., evaluate=...); see the class docstring")
         model = self.ema.module if self.ema else self.model
-        metrics = evaluate_model(
+        metrics = self.evaluate(
             model,
             data,
             imgsz=self.cfg.imgsz,

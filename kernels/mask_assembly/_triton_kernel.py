@@ -1,9 +1,10 @@
-"""The Triton kernel body of `fastsam_kernels.mask_assembly.triton` (imported only when triton is installed).
+"""Triton kernel body of `fastsam_kernels.mask_assembly.triton` (imported only with triton).
 
-Kept undecorated: `triton.py` wraps it with `triton.jit` at first use, once per mode, because Triton reads
-TRITON_INTERPRET when a function is decorated (the interpreter runs the same source on CPU tensors).
-Only core builtins are used (`tl.full`, not the `@jit` helpers `tl.zeros` / `tl.sigmoid`): helpers
-decorated natively (triton imported without TRITON_INTERPRET) cannot be called by the interpreter.
+Kept undecorated: `triton.py` wraps it with `triton.jit` at first use, once per mode, because Triton
+reads TRITON_INTERPRET when a function is decorated (the interpreter runs the same source on CPU
+tensors). Only core builtins are used (`tl.full`, not the `@jit` helpers `tl.zeros` / `tl.sigmoid`):
+helpers decorated natively (triton imported without TRITON_INTERPRET) cannot be called by the
+interpreter.
 """
 
 import triton.language as tl

@@ -1,25 +1,26 @@
-"""Separable PyTorch version of fastsam_core.mask_backends.assemble_masks_reference; same contract.
+"""Separable PyTorch version of fastsam_core.ops.masks.assemble_masks; same contract.
 
 Computes only the pixels inside each mask's region (its crop box in the output frame): per mask,
 
     S = coeff @ protos[:, rows, :]            logits of the proto rows the region samples (r, Wp)
-    S = sigmoid(S); S = 0 outside proto box   official "sigmoid" rule / official non-retina crop only
+    S = sigmoid(S); S = 0 outside proto box   official: "sigmoid" rule / non-retina crop only
     T = sum_t col.weight[t] * S[:, col.index[t]]      x pass, (r, w)
     V = sum_t row.weight[t] * T[row.index[t]]         y pass, (h, w)
     crop = V > threshold                       written straight into the CompactMasks flat buffer
 
-i.e. out = Wy @ S @ Wx^T with the two-nonzero bilinear matrices applied as gathers (ATen's weights and
-x-then-y order, see `plan.py`). Only the region's active window is computed and stored (the
+i.e. out = Wy @ S @ Wx^T with the two-nonzero bilinear matrices applied as gathers (ATen's weights
+and x-then-y order, see `plan.py`). Only the region's active window is computed and stored (the
 sub-rectangle outside which every y tap reads values <= threshold, so the mask is provably false
-there; see `active_window`). Two passes: first every mask's x pass and window (small), then one
-flat bool buffer of the exact total size, into which each window's y pass writes in place (no final
+there; see `active_window`). Two passes: first every mask's x pass and window (small), then one flat
+bool buffer of the exact total size, into which each window's y pass writes in place (no final
 concatenation: 300 retina masks went 219 -> 157 ms). Memory: the bool crops, the x-pass values
 (proto rows x window columns per mask) and two reused float blocks of `BLOCK_PIXELS`.
 
 `assemble_masks_eager` is the fast CPU path. `assemble_masks_compiled` runs the y pass + threshold
 (the only per-output-pixel work) through `torch.compile(dynamic=True)` instead (crops >=
 `COMPILE_MIN_PIXELS`); on the 2-core CPU it measured slower than the in-place eager pass (its
-output is a fresh allocation, page-faulted on every mask), so "auto" uses eager; see bench/RESULTS.md.
+output is a fresh allocation, page-faulted on every mask), so "auto" uses eager; see
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import functools
 from collections.abc import Callable
 
 import torch
+
+from fastsam_core.compact_masks import CompactMasks
+from fastsam_core.ops.letterbox import LetterboxGeometry
 from fastsam_kernels.mask_assembly.plan import (
     MaskPlan,
     MaskRule,
@@ -35,9 +39,6 @@ from fastsam_kernels.mask_assembly.plan import (
     check_arguments,
     plan_masks,
 )
-
-from fastsam_core.compact_masks import CompactMasks
-from fastsam_core.ops.letterbox import LetterboxGeometry
 
 
 def sample_columns(
@@ -281,8 +282,9 @@ def assemble_masks_eager(
     postprocess: Postprocess,
     mask_rule: MaskRule,
 ) -> CompactMasks:
-    """Separable masks, eager PyTorch. Arguments and result as `assemble_masks_reference`; regions are
-    the active windows inside the crop boxes (not the tight boxes of the set pixels)."""
+    """Separable masks, eager PyTorch. Arguments and result as
+    `fastsam_core.ops.masks.assemble_masks`; regions are the active windows inside the crop boxes
+    (not the tight boxes of the set pixels)."""
     return _assemble(
         protos,
         coeffs,
@@ -307,8 +309,8 @@ def assemble_masks_compiled(
     postprocess: Postprocess,
     mask_rule: MaskRule,
 ) -> CompactMasks:
-    """Separable masks with the per-mask body under `torch.compile(dynamic=True)`; first call compiles
-    (seconds). Arguments and result as `assemble_masks_eager`."""
+    """Separable masks with the per-mask body under `torch.compile(dynamic=True)`; the first call
+    compiles (seconds). Arguments and result as `assemble_masks_eager`."""
     return _assemble(
         protos,
         coeffs,

@@ -1,39 +1,39 @@
 """Geometry shared by the fast mask-assembly backends: output regions and separable bilinear taps.
 
-Every reference path of `fastsam_core.ops.masks` is "proto-resolution values S (logits, sigmoid, maybe
-zeroed outside a proto box) -> bilinear resizes -> threshold -> crop to a box". A bilinear resize
-(align_corners=False, edge clamped) is separable, so output pixel (y, x) of mask n is
+Every reference path of `fastsam_core.ops.masks` is "proto-resolution values S (logits, sigmoid,
+maybe zeroed outside a proto box) -> bilinear resizes -> threshold -> crop to a box". A bilinear
+resize (align_corners=False, edge clamped) is separable, so output pixel (y, x) of mask n is
 
-    value[y, x] = sum_ty row.weight[ty, y] * (sum_tx col.weight[tx, x] * S_n[row.index[ty, y], col.index[tx, x]])
+    value[y, x] = sum_ty row.weight[ty, y]
+                  * (sum_tx col.weight[tx, x] * S_n[row.index[ty, y], col.index[tx, x]])
 
 with per-axis taps that do not depend on the mask. This module computes those taps (ATen's float32
 index arithmetic, so the two-tap paths reproduce F.interpolate's weights), the output region of each
-mask (its crop box in the output frame, clipped) and, for the official non-retina path, the proto box
-outside which S is zero. Only pixels inside the regions are ever computed.
+mask (its crop box in the output frame, clipped) and, for the official non-retina path, the proto
+box outside which S is zero. Only pixels inside the regions are ever computed.
 
-Exactness: the two-tap paths use ATen's weights and order (x first, then y); ultralytics' retina path
-(two resizes in a row) is folded into one three-tap band per axis, which differs from two rounded
-resizes by float32 rounding only. Pixels whose reference value lies within a tiny epsilon of the
-threshold may therefore flip (see tests/kernels/test_mask_assembly.py for the bound).
+Exactness: the two-tap paths use ATen's weights and order (x first, then y); ultralytics' retina
+path (two resizes in a row) is folded into one three-tap band per axis, which differs from two
+rounded resizes by float32 rounding only. Pixels whose reference value lies within a tiny epsilon of
+the threshold may therefore flip (see tests/kernels/test_mask_assembly.py for the bound).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from fastsam_core.ops.letterbox import LetterboxGeometry
-
-Postprocess = Literal["official", "ultralytics"]
-MaskRule = Literal["logit", "sigmoid"]
+from fastsam_core.ops.masks import MaskRule
+from fastsam_core.ops.references import Postprocess
 
 
 @dataclass(frozen=True)
 class AxisTaps:
-    """How one output axis samples one prototype axis: out[o] = sum_t weight[t, o] * src[index[t, o]].
+    """How one output axis samples one prototype axis:
+    out[o] = sum_t weight[t, o] * src[index[t, o]].
 
     Attributes:
         index: (T, S_out) int64 source indices in [0, S_in).
@@ -62,8 +62,8 @@ class MaskPlan:
         rows, cols: taps of the output rows / columns into the prototype rows / columns.
         regions: (N, 4) int64 [x0, y0, x1, y1) output pixels computed per mask, clipped to the
             frame; all zero for an empty region. Pixels outside are false in the reference.
-        keep: (N, 4) int64 [c0, r0, c1, r1) proto pixels whose value is kept (the official non-retina
-            crop at proto resolution), or None when nothing is zeroed before resizing.
+        keep: (N, 4) int64 [c0, r0, c1, r1) proto pixels whose value is kept (the official
+            non-retina crop at proto resolution), or None when nothing is zeroed before resizing.
         sigmoid: apply the sigmoid at proto resolution before resizing (official "sigmoid" rule).
         threshold: a pixel is set iff value > threshold (0 for logits, 0.5 for probabilities).
     """
@@ -80,7 +80,8 @@ class MaskPlan:
 def _linear(
     in_size: int, out_size: int, inv_scale: float | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ATen bilinear taps (align_corners=False) of one axis: (2, out) int64 indices, (2, out) float32.
+    """ATen bilinear taps (align_corners=False) of one axis: (2, out) int64 indices, (2, out)
+    float32.
 
     ``scale = in / out`` in float32 (or ``1 / scale_factor`` when F.interpolate got a scale factor);
     ``src = max(scale * (dst + 0.5) - 0.5, 0)``, ``i0 = min(floor(src), in - 1)``,
@@ -163,8 +164,8 @@ def axis_taps(
         "resize": proto -> frame (non-retina paths).
         "crop_resize": proto[crop_start : crop_start + crop_size] -> frame (official retina).
         "ultralytics_native": proto x factor (scale_factor resize, skipped if factor == 1), then
-            [crop_start : crop_start + crop_size] -> frame; with crop_size == 0 the whole upsampled axis is
-            used as is (8.4.190 skips scale_masks when the shapes already match).
+            [crop_start : crop_start + crop_size] -> frame; with crop_size == 0 the whole
+            upsampled axis is used as is (8.4.190 skips scale_masks when the shapes already match).
     """
     if kind == "resize":
         taps = _linear(proto, frame, None)
@@ -186,7 +187,8 @@ def axis_taps(
 
 
 def _box_span(lo: torch.Tensor, hi: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integer pixels p with lo <= p < hi (float bounds, the crop rule) as [a, b), clipped to [0, size]."""
+    """Integer pixels p with lo <= p < hi (float bounds, the crop rule) as [a, b), clipped to
+    [0, size]."""
     a = torch.ceil(lo).clamp(0, size).long()
     b = torch.ceil(hi).clamp(0, size).long()
     return a, b
@@ -213,7 +215,8 @@ def check_arguments(
         raise ValueError(f"protos must be (K, Hp, Wp) for one image, got {tuple(protos.shape)}")
     if coeffs.ndim != 2 or coeffs.shape[1] != protos.shape[0]:
         raise ValueError(
-            f"coeffs must be (N, K) with K = {protos.shape[0]} (protos channels), got {tuple(coeffs.shape)}"
+            f"coeffs must be (N, K) with K = {protos.shape[0]} (protos channels), got "
+            f"{tuple(coeffs.shape)}"
         )
     n = coeffs.shape[0]
     for name, boxes in (("boxes_input", boxes_input), ("boxes_orig", boxes_orig)):
@@ -245,7 +248,7 @@ def plan_masks(
         boxes_input: (N, 4) xyxy letterbox pixels (crop boxes of the non-retina paths).
         boxes_orig: (N, 4) xyxy original pixels (crop boxes of the retina paths).
         geometry: the image's letterbox geometry (input_hw, orig_hw).
-        retina, postprocess, mask_rule: as `fastsam_core.mask_backends.assemble_masks_reference`
+        retina, postprocess, mask_rule: as `fastsam_core.ops.masks.assemble_masks`
             (mask_rule only matters for "official", like the reference).
         device: where the plan's tensors live.
     """
@@ -284,7 +287,8 @@ def plan_masks(
         boxes = boxes_input.to(device)
 
     if official and not retina:
-        # the reference scales boxes to proto pixels (float32 * python float) and zeroes outside them
+        # the reference scales boxes to proto pixels (float32 * python float) and zeroes outside
+        # them
         in_h, in_w = geometry.input_hw
         x = boxes[:, 0::2].float() * (wp / in_w)  # (N, 2)
         y = boxes[:, 1::2].float() * (hp / in_h)  # (N, 2)

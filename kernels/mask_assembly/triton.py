@@ -1,13 +1,15 @@
-"""Triton version of fastsam_core.mask_backends.assemble_masks_reference; same contract.
+"""Triton version of fastsam_core.ops.masks.assemble_masks; same contract.
 
 One fused kernel (`_triton_kernel.py`) per output tile of one mask: coefficient dot product at proto
 resolution over the few proto pixels the tile samples, sigmoid / proto-box crop where the reference
 applies them, bilinear sampling as two small fp32 matmuls (ATen's taps, `plan.py`), threshold, and a
-store straight into the `CompactMasks` flat buffer. Only pixels inside each mask's region are computed.
+store straight into the `CompactMasks` flat buffer. Only pixels inside each mask's region are
+computed.
 
-The launch is registered as the custom op ``fastsam_kernels::mask_assembly_triton`` with a fake (meta)
-implementation, so compiled graphs can hold it. Triton is imported at first use; on CPU the kernel runs
-only under the Triton interpreter (``TRITON_INTERPRET=1``, read when the kernel is first built in a mode).
+The launch is registered as the custom op ``fastsam_kernels::mask_assembly_triton`` with a fake
+(meta) implementation, so compiled graphs can hold it. Triton is imported at first use; on CPU the
+kernel runs only under the Triton interpreter (``TRITON_INTERPRET=1``, read when the kernel is first
+built in a mode).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import math
 import os
 
 import torch
+
+from fastsam_core.compact_masks import CompactMasks
+from fastsam_core.ops.letterbox import LetterboxGeometry
 from fastsam_kernels.mask_assembly.plan import (
     AxisTaps,
     MaskRule,
@@ -23,9 +28,6 @@ from fastsam_kernels.mask_assembly.plan import (
     check_arguments,
     plan_masks,
 )
-
-from fastsam_core.compact_masks import CompactMasks
-from fastsam_core.ops.letterbox import LetterboxGeometry
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_PATCH = (
@@ -45,17 +47,19 @@ def _kernel(interpret: bool) -> object:
     if interpret not in _kernels:
         try:
             import triton
+
             from fastsam_kernels.mask_assembly import _triton_kernel
         except ImportError as err:
             raise ImportError(
-                f"the 'triton' mask backend needs Triton ({err}); install it with: pip install triton"
+                f"the 'triton' mask backend needs Triton ({err}); install it with: "
+                "pip install triton"
             ) from err
         _kernels[interpret] = triton.jit(_triton_kernel.mask_assembly_kernel)
     return _kernels[interpret]
 
 
 def _tile_shape(axis: AxisTaps) -> tuple[int, int]:
-    """(block, patch): the largest output tile whose proto window fits 16 pixels, else a wider window."""
+    """(block, patch): the largest output tile whose proto window fits 16 px, else wider windows."""
     for block in (64, 32, 16):
         if axis.max_span[block] <= 16:
             return block, 16
@@ -68,12 +72,12 @@ def _check_guards(
     tensors: dict[str, torch.Tensor],
     patch: tuple[int, int],
 ) -> None:
-    """Kernel guards (device, dtype, contiguity, size limits); ValueError naming the failed guard."""
+    """Kernel guards (device, dtype, contiguity, size limits); ValueError names the failed guard."""
     device = protos.device
     if device.type != "cuda" and not (device.type == "cpu" and _interpreting()):
         raise ValueError(
-            f"device guard: the triton mask kernel needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), "
-            f"got {device}; use mask_backend='compiled' on CPU"
+            "device guard: the triton mask kernel needs CUDA tensors (or CPU tensors with "
+            f"TRITON_INTERPRET=1), got {device}; use mask_backend='compiled' on CPU"
         )
     for name, t in {"protos": protos, "coeffs": coeffs, **tensors}.items():
         if t.device != device:
@@ -96,8 +100,9 @@ def _check_guards(
         )
     if max(patch) > MAX_PATCH:
         raise ValueError(
-            f"size guard: an output tile samples {max(patch)} proto pixels per axis (> {MAX_PATCH}): the output "
-            "is much smaller than the prototypes; use mask_backend='compiled'"
+            f"size guard: an output tile samples {max(patch)} proto pixels per axis (> "
+            f"{MAX_PATCH}): the output is much smaller than the prototypes; "
+            "use mask_backend='compiled'"
         )
 
 
@@ -207,7 +212,8 @@ def _(
 def _tiles(
     regions: torch.Tensor, block_h: int, block_w: int
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(M, 3) int64 (mask, first row, first column) of every output tile, crop offsets, total pixels."""
+    """(M, 3) int64 (mask, first row, first column) of every output tile; crop offsets; total
+    pixels."""
     heights = regions[:, 3] - regions[:, 1]
     widths = regions[:, 2] - regions[:, 0]
     counts = ((heights + block_h - 1) // block_h) * ((widths + block_w - 1) // block_w)  # (N,)
@@ -239,8 +245,8 @@ def assemble_masks_triton(
     mask_rule: MaskRule,
 ) -> CompactMasks:
     """Masks of one image with the fused Triton kernel. Arguments and result as
-    `assemble_masks_reference` (regions are the crop boxes in the output frame). protos and coeffs keep
-    their dtype (fp32/fp16/bf16, accumulated in fp32) and are made contiguous here.
+    `fastsam_core.ops.masks.assemble_masks` (regions are the crop boxes in the output frame). protos
+    and coeffs keep their dtype (fp32/fp16/bf16, accumulated in fp32) and are made contiguous here.
 
     Raises:
         ImportError: triton is not installed.

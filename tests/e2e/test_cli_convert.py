@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fastsam_core.cli.info import count_flops
+from fastsam_core.model.flops import count_flops
 from fastsam_core.config import FASTSAM_S
 from fastsam_core.weights import load_config
 

@@ -9,25 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.photos import photo
+
 REPO = Path(__file__).resolve().parents[2]
-SOURCE_PHOTO = REPO.parent / "shared" / "images" / "dogs.jpg"
 IMGSZ = "640"
-PHOTO = Path()  # set by the `weights` fixture: a 640-px copy of SOURCE_PHOTO (keeps runs short)
+PHOTO = photo("coffee.jpg")  # bundled, 600x400 (keeps runs short)
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Calibrated random-weight FastSAM-s (oracle-made once, cached), converted to safetensors."""
-    global PHOTO
-    if not SOURCE_PHOTO.exists():
-        pytest.skip(f"photo {SOURCE_PHOTO} not found")
-    from PIL import Image
-
-    with Image.open(SOURCE_PHOTO) as img:
-        r = 640 / max(img.size)
-        small = img.convert("RGB").resize((round(img.width * r), round(img.height * r)))
-    PHOTO = tmp_path_factory.mktemp("photo") / "dogs.jpg"
-    small.save(PHOTO, quality=95)
     try:
         from tests.support.oracle_models import calibrated_oracle_checkpoint
 
@@ -90,7 +81,7 @@ def test_cli_boxes_and_points_match_api(weights: Path, everything: object, tmp_p
         "3,3,0",
     )
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads((tmp_path / "dogs.json").read_text())
+    doc = json.loads((tmp_path / "coffee.json").read_text())
     expected = predictor(
         PHOTO, boxes=b[[2, 0]].tolist(), points=[[round(x, 1), round(y, 1)], [3, 3]], labels=[1, 0]
     )[0]
@@ -116,7 +107,7 @@ def test_cli_xywh_and_union(weights: Path, everything: object, tmp_path: Path) -
         "union",
     )
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads((tmp_path / "dogs.json").read_text())
+    doc = json.loads((tmp_path / "coffee.json").read_text())
     assert len(doc["annotations"]) in (1, 2)  # the box's mask (+ the union mask if any pixel set)
     assert doc["annotations"][0]["bbox_xyxy"] == pytest.approx(result.boxes[0].tolist(), abs=1e-3)
 
@@ -132,7 +123,7 @@ def test_cli_box_overlapping_no_mask_keeps_its_row(
     flags = [arg for box in boxes for arg in ("--box", ",".join(str(v) for v in box))]
     proc = _segment(weights, tmp_path, *flags, "--box-no-match", mode)
     assert proc.returncode == 0, proc.stderr
-    records = json.loads((tmp_path / "dogs.json").read_text())["annotations"]
+    records = json.loads((tmp_path / "coffee.json").read_text())["annotations"]
     expected = predictor(PHOTO, boxes=boxes, box_no_match=mode)[0]
     assert len(records) == len(expected) == 3
     assert [r["area"] for r in records] == expected.masks_original().areas().tolist()
@@ -140,7 +131,7 @@ def test_cli_box_overlapping_no_mask_keeps_its_row(
         assert record["bbox_xyxy"] == pytest.approx(want, abs=1e-3)
     if mode == "empty":
         assert records[0]["area"] == 0 and records[0]["bbox_xyxy"] == [0, 0, 0, 0]
-        assert records[0]["score"] == 0 and records[2] == dict(records[0], id=2)
+        assert records[0]["score"] == 0 and records[2] == dict(records[0], id=2, prompt_id=2)
     else:  # the references' argmax pick: a real mask
         assert expected.source_ids[0] >= 0 and records[0]["score"] > 0
 
@@ -161,9 +152,39 @@ def test_cli_bad_prompt_flags(weights: Path, tmp_path: Path, args: list[str], me
 
 
 def test_cli_prompt_errors_per_image(weights: Path, tmp_path: Path) -> None:
-    proc = _segment(weights, tmp_path, "--point=-5,10")  # argparse: "=" before a leading "-"
-    assert proc.returncode == 1 and "outside" in proc.stderr and "--clip-to-image" in proc.stderr
+    proc = _segment(weights, tmp_path / "a", "--point=-5,10")  # argparse: "=" before a leading "-"
+    assert proc.returncode == 0, proc.stderr  # clipped onto the image, not refused
+    proc = _segment(weights, tmp_path / "b", "--box=-50,-50,-10,-10")
+    assert proc.returncode == 1 and "entirely outside" in proc.stderr
     proc = _segment(weights, tmp_path, "--point", "5,10,2")
     assert proc.returncode == 1 and "labels must be 0" in proc.stderr
     proc = _segment(weights, tmp_path, "--text", "a dog", "--clip-weights", str(tmp_path / "no.pt"))
     assert proc.returncode == 1 and "does not exist" in proc.stderr
+
+
+def test_cli_missing_clip_offline_fails_once_fast(
+    weights: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Offline with no CLIP weights cached: one error naming --clip-weights, before any image is
+    segmented (not one download attempt per image)."""
+    import time
+
+    pytest.importorskip("open_clip", reason="text prompts need the clip extra")
+    from fastsam_core.cli import main
+    from fastsam_core.prompts import clip_scorer, get_clip_scorer
+
+    monkeypatch.setattr(clip_scorer, "_reachable", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(clip_scorer, "_cached_locally", lambda *args: False)  # nothing on disk
+    get_clip_scorer.cache_clear()
+    start = time.perf_counter()
+    code = main([
+        "segment", str(PHOTO), str(PHOTO), "--model", str(weights), "--imgsz", IMGSZ,
+        "--device", "cpu", "--text", "a dog", "--out", str(tmp_path / "o"),
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "--clip-weights" in err and err.count("error") == 1, err
+    assert time.perf_counter() - start < 60 and not (tmp_path / "o").exists()
+    get_clip_scorer.cache_clear()

@@ -20,10 +20,10 @@ import pytest
 from PIL import Image
 
 from fastsam_core.results import Results
+from tests.support.photos import PHOTOS_DIR, photo, photo_paths
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO.parent / "shared" / "images"
-PHOTOS = ["dogs.jpg", "sa_10039.jpg"]  # the slow test below runs every photo
+PHOTOS = ["coffee.jpg", "rocket.jpg"]  # bundled; the slow test below runs every bundled photo
 
 
 @pytest.fixture(scope="session")
@@ -46,12 +46,9 @@ def converted_s(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = [p for p in PHOTOS if not (IMAGES / p).exists()]
-    if missing:
-        pytest.skip(f"photos {missing} not found in {IMAGES}")
     folder = tmp_path_factory.mktemp("photos")
     for name in PHOTOS:
-        shutil.copy(IMAGES / name, folder / name)
+        shutil.copy(photo(name), folder / name)
     (folder / "m_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")  # sorts in the middle
     return folder
 
@@ -134,7 +131,7 @@ def test_segment_directory_with_a_bad_file(
     # Never overwrite without --force; nothing is touched.
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = _segment(
-        str(photo_dir / "dogs.jpg"),
+        str(photo_dir / "coffee.jpg"),
         "--model",
         str(converted_s),
         "--imgsz",
@@ -147,7 +144,7 @@ def test_segment_directory_with_a_bad_file(
     assert again.returncode == 1 and "already exist" in again.stderr and "--force" in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     forced = _segment(
-        str(photo_dir / "dogs.jpg"),
+        str(photo_dir / "coffee.jpg"),
         "--model",
         str(converted_s),
         "--imgsz",
@@ -164,8 +161,8 @@ def test_segment_directory_with_a_bad_file(
         "0.5",
     )
     assert forced.returncode == 0, forced.stderr
-    assert (out / "dogs.json").stat().st_mtime_ns != before["dogs.json"]
-    doc = json.loads((out / "dogs.json").read_text())
+    assert (out / "coffee.json").stat().st_mtime_ns != before["coffee.json"]
+    doc = json.loads((out / "coffee.json").read_text())
     assert all(r["score"] > 0.5 for r in doc["annotations"])
 
 
@@ -178,15 +175,18 @@ def test_segment_usage_errors(
     cases = [
         ([str(tmp_path / "nothing.jpg"), "--model", str(converted_s)], "nothing.jpg"),
         (
-            [str(IMAGES / "cat.jpg"), "--model", str(tmp_path / "missing.safetensors")],
+            [str(photo("chelsea.jpg")), "--model", str(tmp_path / "missing.safetensors")],
             "weights file not found",
         ),
-        ([str(IMAGES / "cat.jpg"), "--model", str(converted_s), "--format", "png,gif"], "--format"),
         (
-            [str(IMAGES / "cat.jpg"), "--model", str(converted_s), "--conf", "-1"],
+            [str(photo("chelsea.jpg")), "--model", str(converted_s), "--format", "png,gif"],
+            "--format",
+        ),
+        (
+            [str(photo("chelsea.jpg")), "--model", str(converted_s), "--conf", "-1"],
             "conf must be in [0, 1]",
         ),
-        ([str(IMAGES / "cat.jpg"), "--model", str(converted_s), "--device", "cuda:7"], "cuda:7"),
+        ([str(photo("chelsea.jpg")), "--model", str(converted_s), "--device", "cuda:7"], "cuda:7"),
     ]
     for args, message in cases:
         code = main(["segment", *args, "--out", str(tmp_path / "o")])
@@ -197,9 +197,11 @@ def test_segment_usage_errors(
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_stops_cleanly(converted_s: Path, tmp_path: Path) -> None:
-    photos = sorted(IMAGES.glob("*.jpg"))
-    if len(photos) < 3:
-        pytest.skip(f"needs photos in {IMAGES}")
+    photos = tmp_path / "photos"  # 20 files: the run is still going when the interrupt comes
+    photos.mkdir()
+    for copy in range(5):
+        for path in photo_paths():
+            shutil.copy(path, photos / f"{path.stem}_{copy}.jpg")
     out = tmp_path / "out"
     # The child re-installs Python's SIGINT handler: under `nohup`/`&` the test runner inherits
     # SIGINT ignored, Python then installs no KeyboardInterrupt handler and the signal is lost.
@@ -212,7 +214,7 @@ def test_ctrl_c_stops_cleanly(converted_s: Path, tmp_path: Path) -> None:
         "-c",
         child,
         "segment",
-        str(IMAGES),
+        str(photos),
         "--model",
         str(converted_s),
         "--imgsz",
@@ -240,13 +242,11 @@ def test_ctrl_c_stops_cleanly(converted_s: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_segment_all_shared_photos(converted_s: Path, tmp_path: Path) -> None:
-    photos = sorted(IMAGES.glob("*.jpg"))
-    if not photos:
-        pytest.skip(f"no photos in {IMAGES}")
+def test_segment_all_bundled_photos(converted_s: Path, tmp_path: Path) -> None:
+    photos = photo_paths()
     out = tmp_path / "out"
     proc = _segment(
-        str(IMAGES),
+        str(PHOTOS_DIR),
         "--model",
         str(converted_s),
         "--imgsz",
@@ -405,3 +405,174 @@ def test_missing_corrupt_and_good_images_in_one_run(
     assert len(doc["annotations"]) == 1  # one row for the one box (empty if it hits no mask)
     assert len(json.loads((out / "tiny.json").read_text())["annotations"]) == 1  # 1x1 image
     assert sorted(p.name for p in out.iterdir()) == ["good.json", "tiny.json"]
+
+
+def test_inputs_checked_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad image path, an empty glob or a bad --out fail at once: the model file (garbage here,
+    so loading it would fail with its own message) is never opened."""
+    import time
+
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a model")
+    good = tmp_path / "p.jpg"
+    Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(good)
+    (tmp_path / "file").write_text("x")
+    cases = [
+        ([str(tmp_path / "missing.jpg")], "missing.jpg"),
+        ([str(tmp_path / "*.png")], "no image files match"),
+        ([str(good), "--out", str(tmp_path / "file")], "is a file; pass a directory"),
+    ]
+    for args, message in cases:
+        start = time.perf_counter()
+        code, err = _main([*args, "--model", str(garbage)], capsys)
+        assert code == 1 and message in err and "garbage" not in err, err
+        assert time.perf_counter() - start < 10
+
+
+def test_segment_defaults_are_auto_device_and_fast_path() -> None:
+    from fastsam_core.cli import build_parser
+
+    args = build_parser().parse_args(["segment", "x.jpg"])
+    assert args.device == "auto" and args.fast == "default"
+    assert build_parser().parse_args(["segment", "x.jpg", "--fast"]).fast == "default"
+    assert build_parser().parse_args(["segment", "x.jpg", "--fast", "off"]).fast == "off"
+
+
+# ---------------------------------------------------------------------- issue 13: resume, datasets
+def _segment_args(converted_s: Path, out: Path, *extra: str) -> list[str]:
+    model = ["--model", str(converted_s), "--imgsz", "320", "--device", "cpu", "--fast", "off"]
+    return [*model, "--out", str(out), *extra]
+
+
+def _tree(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_resume_after_sigkill_redoes_at_most_the_in_flight_image(
+    converted_s: Path, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for copy in range(2):
+        for path in photo_paths():
+            shutil.copy(path, photos / f"{path.stem}_{copy}.jpg")
+    stems = sorted(p.stem for p in photos.iterdir())
+    fmt = ["--format", "png,json,npz,jsonl,coco"]
+    reference = tmp_path / "reference"
+    full = _segment(str(photos), *_segment_args(converted_s, reference, *fmt))
+    assert full.returncode == 0, full.stderr
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fastsam_core", "segment", str(photos)]
+    proc = subprocess.Popen(
+        [*cmd, *_segment_args(converted_s, out, *fmt)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(out.glob("*.npz")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before the kill"
+    complete = {
+        s for s in stems if all((out / f"{s}{x}").exists() for x in (".png", ".json", ".npz"))
+    }
+    journaled = {json.loads(line)["stem"] for line in (out / "results.jsonl").open()}
+    assert complete and len(complete) < len(stems) and journaled <= complete
+    assert not (out / "coco_results.json").exists()  # written only when a run ends
+
+    resumed = _segment(str(photos), *_segment_args(converted_s, out, *fmt, "--skip-existing"))
+    assert resumed.returncode == 0, resumed.stderr
+    redone = len(stems) - len(journaled)
+    assert f"segmented {redone} image(s)" in resumed.stdout
+    assert redone <= len(stems) - len(complete) + 1  # at most the in-flight image again
+    assert f"{len(journaled)} already done" in resumed.stdout
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp files
+    assert _tree(out) == _tree(reference)  # byte-identical to an uninterrupted run
+    again = _segment(str(photos), *_segment_args(converted_s, out, *fmt, "--skip-existing"))
+    assert again.returncode == 0 and "segmented 0 image(s)" in again.stdout
+    assert _tree(out) == _tree(reference)
+
+
+def test_coco_output_loads_and_evaluates_with_pycocotools(
+    converted_s: Path, photo_dir: Path, tmp_path: Path
+) -> None:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    out = tmp_path / "out"
+    proc = _segment(str(photo_dir), *_segment_args(converted_s, out, "--format", "json,coco"))
+    assert proc.returncode == 1 and "m_broken.jpg" in proc.stderr  # the others still written
+    table = json.loads((out / "coco_images.json").read_text())
+    assert [im["file_name"] for im in table["images"]] == [str(photo_dir / p) for p in PHOTOS]
+    assert [im["id"] for im in table["images"]] == [1, 3]  # source order; m_broken.jpg was 2
+    # Ground truth built from the same images: each image's own per-image JSON masks.
+    gt = {"images": table["images"], "categories": table["categories"], "annotations": []}
+    for im in table["images"]:
+        doc = json.loads((out / f"{Path(im['file_name']).stem}.json").read_text())
+        assert doc["annotations"], "the test checkpoint finds masks on the photos"
+        for record in doc["annotations"]:
+            gt["annotations"].append(
+                {"id": len(gt["annotations"]) + 1, "image_id": im["id"], "iscrowd": 0,
+                 "category_id": record["category_id"], "segmentation": record["segmentation"],
+                 "area": record["area"], "bbox": record["bbox"]}
+            )  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    coco_gt = COCO(str(tmp_path / "gt.json"))
+    coco_dt = coco_gt.loadRes(str(out / "coco_results.json"))
+    for iou_type in ("segm", "bbox"):
+        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+        assert evaluator.stats[0] > 0.99  # every mask matches itself
+    record = json.load((out / "coco_results.json").open())[0]
+    for key in ("predicted_iou", "stability_score", "point_coords", "crop_box", "det_bbox"):
+        assert key in record
+    assert 0.0 <= record["stability_score"] <= 1.0
+    # --coco-gt numbers images as an existing annotation file does (by file name)
+    for i, im in enumerate(gt["images"]):
+        im["file_name"], im["id"] = Path(im["file_name"]).name, 100 + i
+    (tmp_path / "gt2.json").write_text(json.dumps(gt))
+    out2 = tmp_path / "out2"
+    coffee = str(photo_dir / "coffee.jpg")
+    args = _segment_args(
+        converted_s, out2, "--format", "coco", "--coco-gt", str(tmp_path / "gt2.json")
+    )
+    assert _segment(coffee, *args).returncode == 0
+    assert {r["image_id"] for r in json.load((out2 / "coco_results.json").open())} == {100}
+
+
+def test_jsonl_polygons_and_overlay_options(
+    converted_s: Path, photo_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    coffee = str(photo_dir / "coffee.jpg")
+    extra = [
+        "--format",
+        "png,jsonl,polygons",
+        "--overlay",
+        "boxes,labels,prompts",
+        "--alpha",
+        "0.3",
+    ]
+    proc = _segment(coffee, *_segment_args(converted_s, out, *extra, "--box", "10,10,200,150"))
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert line["image_id"] == 1 and line["stem"] == "coffee" and line["file_name"] == coffee
+    (record,) = line["annotations"]  # one row per box prompt
+    assert record["prompt_kind"] == "box" and record["prompt_id"] == 0
+    assert 0.0 <= record["prompt_score"] <= 1.0 and "source_id" in record
+    polygons = json.loads((out / "coffee.polygons.json").read_text())
+    assert len(polygons["polygons"]) == 1 and set(polygons["polygons"][0]) == {
+        "id",
+        "outer",
+        "holes",
+    }
+    overlay = np.asarray(Image.open(out / "coffee.png").convert("RGB"))
+    assert (overlay[10, 12:198] == 255).all()  # the prompt box is drawn in white
+    bad = _segment(coffee, *_segment_args(converted_s, tmp_path / "o", "--overlay", "sparkles"))
+    assert bad.returncode != 0 and "--overlay" in bad.stderr and "Traceback" not in bad.stderr

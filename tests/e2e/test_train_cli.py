@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fastsam_core.train.synthetic import make_synthetic_dataset
+from fastsam_core.data.synthetic import make_synthetic_dataset
 
 
 def _fastsam(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -86,6 +86,6 @@ def test_train_reports_bad_data_in_one_line(tmp_path):
     proc = _fastsam("train", "--data", "missing.json", "--out", "run", cwd=tmp_path)
     assert proc.returncode == 1
     assert (
-        proc.stderr.strip()
-        == "fastsam train: error: dataset file missing.json does not exist; pass a COCO .json or a .yaml"
+        proc.stderr.strip() == "fastsam train: error: dataset file missing.json does not exist; "
+        "pass a COCO .json or a .yaml"
     )

@@ -345,12 +345,9 @@ def test_predictor_backends_agree(postprocess: str, retina: bool) -> None:
     from fastsam_core.config import yolov8_seg_config
     from fastsam_core.model.yolov8_seg import build_model
     from fastsam_core.predictor import Predictor
-    from tests.support.oracle_models import IMAGES_DIR
+    from tests.support.photos import photo
 
-    photo = IMAGES_DIR / "dogs.jpg"
-    if not photo.exists():
-        pytest.skip(f"{photo} not found")
-    image = np.asarray(Image.open(photo).convert("RGB").resize((150, 113)))  # (H0, W0, 3) RGB
+    image = np.asarray(Image.open(photo("coffee.jpg")).convert("RGB").resize((150, 100)))  # RGB
     torch.manual_seed(0)
     predictor = Predictor(build_model(yolov8_seg_config("n")).eval(), imgsz=128, conf=0.0, max_det=60)
     options = {"postprocess": postprocess, "retina_masks": retina}

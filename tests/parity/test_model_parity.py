@@ -217,10 +217,10 @@ def test_calibrated_checkpoint_gives_realistic_detection_counts() -> None:
     """The e2e checkpoints are useful only if conf 0.4 keeps a realistic few boxes per photo."""
     from ultralytics import FastSAM
 
-    from tests.support.oracle_models import IMAGES_DIR
+    from tests.support.photos import photo_paths
 
     model = FastSAM(str(S16.checkpoint()))
-    photos = sorted(IMAGES_DIR.glob("*.jpg"))[:3]
+    photos = photo_paths()[:3]
     counts = {
         (p.name, imgsz): len(
             model.predict(str(p), conf=0.4, iou=0.9, imgsz=imgsz, verbose=False)[0].boxes

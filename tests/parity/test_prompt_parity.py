@@ -15,7 +15,6 @@ Measured agreement is printed at the end (`pytest -s`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,12 +24,12 @@ from fastsam_core.compact_masks import CompactMasks
 from fastsam_core.prompts import masked_crops, prompt, select_boxes
 from fastsam_core.results import Results
 from tests.support.official_prompts import official_box_prompt, official_point_prompt
+from tests.support.photos import photo
 from tests.support.prompt_data import random_dense_masks, tight_boxes
 
 pytestmark = pytest.mark.oracle
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "images"
-PHOTOS = ["cat.jpg", "dogs.jpg", "sa_10039.jpg", "sa_1309.jpg", "sa_8776.jpg"]
+PHOTOS = ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]  # bundled (support/photos)
 MEASURED: dict[str, list[int]] = {}
 
 
@@ -148,21 +147,21 @@ def _check_boxes(oracle: object, ul: object, ours: Results, boxes: torch.Tensor,
     picks = []  # the oracle's one mask per box, for every box (IoU 0 ones included)
     for box in boxes:
         expected = _oracle_rows(oracle, ul, bboxes=box.tolist())
-        got = prompt(ours, boxes=box, box_rule="ultralytics", output="subset", clip=True)
+        got = prompt(ours, boxes=box, box_rule="ultralytics", output="subset")
         _count(key, got.source_ids.tolist() == expected)
         assert got.source_ids.tolist() == expected, f"box {box.tolist()}"
         assert len(expected) == 1
         picks += expected
     # several boxes at once: the OR, in original order, each row once
     expected = _oracle_rows(oracle, ul, bboxes=boxes.tolist())
-    got = prompt(ours, boxes=boxes, box_rule="ultralytics", output="subset", clip=True)
+    got = prompt(ours, boxes=boxes, box_rule="ultralytics", output="subset")
     assert got.source_ids.tolist() == expected
     # our per-box layout with the references' no-match pick: one row per box, the oracle's mask
-    per_box = prompt(ours, boxes=boxes, box_rule="ultralytics", box_no_match="reference", clip=True)
+    per_box = prompt(ours, boxes=boxes, box_rule="ultralytics", box_no_match="reference")
     assert per_box.source_ids.tolist() == picks
     assert per_box.prompt_ids.tolist() == list(range(len(boxes)))
     # default layout: the same rows where the box overlaps its mask, an empty row where not
-    default = prompt(ours, boxes=boxes, box_rule="ultralytics", clip=True)
+    default = prompt(ours, boxes=boxes, box_rule="ultralytics")
     overlaps = per_box.prompt_scores > 0
     assert default.source_ids[overlaps].tolist() == per_box.source_ids[overlaps].tolist()
     assert (default.source_ids[~overlaps] == -1).all()
@@ -180,7 +179,7 @@ def _check_points(
         if trial % 6 == 5:
             labels[:] = 0  # only negatives: everything but the masks under them
         expected = _oracle_rows(oracle, ul, points=pts.tolist(), labels=labels.tolist())
-        got = prompt(ours, points=pts, labels=labels, output="subset", clip=True)
+        got = prompt(ours, points=pts, labels=labels, output="subset")
         _count(key, got.source_ids.tolist() == expected)
         assert got.source_ids.tolist() == expected, (
             f"points {pts.tolist()} labels {labels.tolist()}"
@@ -288,10 +287,7 @@ def everything() -> Callable[[str, bool], tuple[object, torch.Tensor]]:
 
     def get(name: str, retina: bool) -> tuple[object, torch.Tensor]:
         if (name, retina) not in cache:
-            path = IMAGES / name
-            if not path.exists():
-                pytest.skip(f"photo {path} not found")
-            rgb = _downscale(load_image(path).image)
+            rgb = _downscale(load_image(photo(name)).image)
             bgr = np.ascontiguousarray(rgb.numpy()[:, :, ::-1])
             threads = torch.get_num_threads()
             (res,) = model.predict(
@@ -425,7 +421,7 @@ def test_predictor_prompts_end_to_end(
         bboxes=boxes.tolist(), points=points.tolist(), labels=labels,
     )  # fmt: skip
     torch.set_num_threads(threads)
-    predictor = Predictor(weights, imgsz=640, postprocess="ultralytics")
+    predictor = Predictor(weights, imgsz=640, postprocess="ultralytics", fast=False)
     (mine,) = predictor(rgb, boxes=boxes, points=points, labels=labels, output="subset")
     assert predictor(rgb)[0].boxes.shape == ul.boxes.xyxy.shape  # same everything-mode result
     assert mine.boxes.shape == theirs.boxes.xyxy.shape

@@ -7,22 +7,19 @@ shifting the class bias makes `conf` pass a realistic few (the oracle-pitfall re
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from fastsam_core.model.yolov8_seg import YoloV8Seg
-
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "images"
+from tests.support.photos import photo_paths
 
 
 @functools.lru_cache(maxsize=8)
 def _load(count: int, long_side: int) -> tuple[torch.Tensor, ...]:
     out = []
-    for p in sorted(IMAGES.glob("*.jpg"))[:count]:
+    for p in photo_paths()[:count]:
         with Image.open(p) as img:
             r = long_side / max(img.size)
             small = img.convert("RGB").resize((round(img.width * r), round(img.height * r)))
@@ -31,10 +28,10 @@ def _load(count: int, long_side: int) -> tuple[torch.Tensor, ...]:
 
 
 def small_photos(count: int, long_side: int) -> list[torch.Tensor]:
-    """The first `count` photos of shared/images, long side `long_side` px (sizes differ), as
-    (H, W, 3) uint8 RGB tensors (cached; callers get their own list). Skips when missing."""
-    if len(sorted(IMAGES.glob("*.jpg"))) < count:
-        pytest.skip(f"needs {count} real photos in {IMAGES}")
+    """The first `count` bundled photos (tests/support/photos.py), long side `long_side` px
+    (sizes differ), as (H, W, 3) uint8 RGB tensors (cached; callers get their own list)."""
+    if len(photo_paths()) < count:
+        raise ValueError(f"asked for {count} photos, {len(photo_paths())} are bundled")
     return list(_load(count, long_side))
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fastsam_core.compact_masks import CompactMasks
+from fastsam_core.compact_resample import resize_masks
 
 
 def random_dense(n: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -158,34 +158,6 @@ def test_union_single_dense_and_cat() -> None:
         CompactMasks.cat([ma, CompactMasks.empty((5, 5))])
 
 
-@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
-@pytest.mark.parametrize("out_hw", [(100, 157), (20, 31), (37, 58), (1, 1)])
-def test_resized_matches_interpolate_on_the_dense_window(mode: str, out_hw: tuple) -> None:
-    dense = random_dense(9, 48, 64, seed=9)
-    masks = CompactMasks.from_dense(dense)
-    top, left, height, width = 5, 3, 37, 58
-    window = dense[:, top : top + height, left : left + width].double()[:, None]  # (N, 1, h, w)
-    kwargs = {} if mode == "nearest" else {"align_corners": False}
-    value = F.interpolate(window, size=out_hw, mode=mode, **kwargs)[:, 0]  # (N, H0, W0)
-    resized = masks.resized(out_hw, window=(top, left, height, width), mode=mode)
-    assert resized.image_hw == out_hw
-    differs = resized.to_dense() != (value > 0.5)
-    if mode == "nearest":
-        assert not differs.any()
-    else:
-        # Only pixels whose exact value is 0.5 may differ: float32 rounding order decides them
-        # and ATen's bilinear kernels differ among themselves there.
-        assert bool(((value[differs] - 0.5).abs() < 1e-6).all())
-
-
-def test_resized_validates_window_and_mode() -> None:
-    masks = CompactMasks.from_dense(random_dense(2, 10, 10))
-    with pytest.raises(ValueError, match=r"window .* must lie inside the \(10, 10\) frame"):
-        masks.resized((20, 20), window=(0, 0, 11, 10))
-    with pytest.raises(ValueError, match="mode must be 'nearest' or 'bilinear'"):
-        masks.resized((20, 20), mode="bicubic")  # type: ignore[arg-type]
-
-
 def test_to_device_keeps_content() -> None:
     dense = random_dense(3, 8, 9)
     masks = CompactMasks.from_dense(dense)
@@ -228,7 +200,7 @@ def test_large_frame_stores_only_region_areas(monkeypatch: pytest.MonkeyPatch) -
     assert torch.equal(hits.diagonal(), torch.stack([c[0, 0] for c in crops]))
     overlap = masks.box_overlap(regions[:5])
     assert torch.equal(overlap.diagonal(), masks.areas()[:5])
-    half = masks.resized((1000, 1500), window=(0, 0, height, width))
+    half = resize_masks(masks, (1000, 1500), window=(0, 0, height, width))
     assert half.data.numel() < region_area
 
 
@@ -266,8 +238,8 @@ def test_cuda_matches_cpu() -> None:
     boxes = torch.tensor([[0, 0, 20, 20], [3, 4, 41, 37]])
     assert torch.equal(gpu.box_overlap(boxes.cuda()).cpu(), cpu.box_overlap(boxes))
     for mode in ("nearest", "bilinear"):
-        resized_cpu = cpu.resized((50, 61), window=(2, 1, 30, 35), mode=mode).to_dense()
-        resized_gpu = gpu.resized((50, 61), window=(2, 1, 30, 35), mode=mode).to_dense()
+        resized_cpu = resize_masks(cpu, (50, 61), window=(2, 1, 30, 35), mode=mode).to_dense()
+        resized_gpu = resize_masks(gpu, (50, 61), window=(2, 1, 30, 35), mode=mode).to_dense()
         assert (resized_gpu.cpu() != resized_cpu).float().mean() < 1e-3  # ties at exactly 0.5
     assert encode_masks(gpu) == encode_masks(cpu)
     assert torch.equal(gpu.to("cpu").to_dense(), dense)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastsam_core.io import expand_sources, list_image_files, load_image, load_images
+from fastsam_core.io import expand_sources, image_hw, list_image_files, load_image, load_images
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, size=(7, 11, 3), dtype=np.uint8)  # (H, W, 3)
@@ -41,6 +41,20 @@ def test_exif_orientation_applied(tmp_path: Path) -> None:
     got = load_image(tmp_path / "rot.png").image.numpy()
     assert got.shape == (11, 7, 3)
     assert np.array_equal(got, np.rot90(RGB, k=-1))
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_image_hw_reads_the_upright_size_from_the_header(tmp_path: Path, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(RGB).save(tmp_path / "o.jpg", exif=exif)
+    assert image_hw(tmp_path / "o.jpg") == load_image(tmp_path / "o.jpg").hw
+    assert image_hw(tmp_path / "o.jpg") == ((11, 7) if orientation >= 5 else (7, 11))
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read image .*junk.png"):
+        image_hw(tmp_path / "junk.png")
+    with pytest.raises(FileNotFoundError, match="image file not found: .*nope.png"):
+        image_hw(tmp_path / "nope.png")
 
 
 def test_grayscale_palette_rgba_16bit_converted(tmp_path: Path) -> None:
@@ -297,3 +311,13 @@ def test_directory_without_images(tmp_path: Path) -> None:
         load_images(tmp_path)
     with pytest.raises(ValueError, match="no images found in"):
         load_images([])
+
+
+def test_multi_frame_image_warns_and_uses_the_first_frame(tmp_path, caplog):
+    frames = [Image.new("RGB", (8, 6), color) for color in ((255, 0, 0), (0, 255, 0))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with caplog.at_level("WARNING", logger="fastsam_core.io.images"):
+        loaded = load_image(path)
+    assert "has 2 frames; segmenting the first only" in caplog.text
+    assert tuple(loaded.image[0, 0].tolist())[0] > 200  # red: frame 1

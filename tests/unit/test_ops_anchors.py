@@ -77,3 +77,17 @@ def test_anchors_and_decode_equal_ultralytics(ul_ops):
     assert torch.equal(decode_boxes(dist, points, strides), expected)
     expected_xyxy = ul_ops.dist2bbox(dist, ref_points.T.unsqueeze(0), xywh=False, dim=1)
     assert torch.equal(dist2bbox(dist, points, xywh=False), expected_xyxy)
+
+
+@pytest.mark.parametrize("reg_max", [16, 26])
+def test_dfl_decode_equals_the_heads_dfl_bit_for_bit(reg_max: int) -> None:
+    """The public decode the predictor calls (instead of reaching into model.head.dfl)."""
+    from fastsam_core.model.head import DFL
+    from fastsam_core.ops.anchors import dfl_decode
+
+    box_dist = torch.randn(2, 4 * reg_max, 700, generator=torch.Generator().manual_seed(reg_max))
+    out = dfl_decode(box_dist * 4, reg_max)
+    assert out.shape == (2, 4, 700) and bool((out >= 0).all() and (out <= reg_max - 1).all())
+    assert torch.equal(out, DFL(reg_max)(box_dist * 4))
+    with pytest.raises(ValueError, match=r"box_dist must be \(B, 4 \* 16, A\), got \(2, 60, 700\)"):
+        dfl_decode(box_dist[:, :60], 16)

@@ -1,43 +1,40 @@
-"""fastsam_core.ops.letterbox: geometry (spec §3.3), cv2-exact resize, batch letterbox, oracle LetterBox."""
+"""fastsam_core.ops.letterbox: geometry (spec §3.3), cv2-exact resize, batch, oracle LetterBox."""
 
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
-from pathlib import Path
 
 import pytest
 import torch
 
 from fastsam_core.ops import letterbox as letterbox_module
 from fastsam_core.ops.letterbox import (
+    PAD_VALUE,
     LetterboxGeometry,
     check_imgsz,
     letterbox,
     letterbox_batch,
     letterbox_geometry,
-    repad_geometry,
     resize_linear,
-    resize_linear_hwc,
 )
+from tests.support.photos import photo
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "images"
-if not IMAGES.is_dir():
-    IMAGES = Path("/work/shared/images")
-PHOTOS = ["dogs.jpg", "sa_192.jpg", "cat.jpg"]  # 603x1072 (no pad), 1500x2250 (pad 10/11), portrait
+# bundled photos (H x W): 512x512 (no pad at 1024), 427x640 (pad 10/11), chelsea transposed to
+# a 451x300 portrait (pad 11/12 on the width)
+PHOTOS = ["astronaut.jpg", "rocket.jpg", "chelsea.jpg transposed"]
 
 
 def _read_bgr(name: str):
     cv2 = pytest.importorskip("cv2")
-    path = IMAGES / name
-    if not path.exists():
-        pytest.skip(f"missing test photo {path}")
-    return cv2.imread(str(path))
+    file, _, transposed = name.partition(" ")
+    bgr = cv2.imread(str(photo(file)))  # (H, W, 3) uint8 BGR
+    return bgr.transpose(1, 0, 2).copy() if transposed else bgr
 
 
-def _chw(array) -> torch.Tensor:
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()  # (H, W, C) -> (C, H, W)
+def _hwc(array) -> torch.Tensor:
+    return torch.from_numpy(array).contiguous()  # (H, W, C) uint8
 
 
 # ---------------------------------------------------------------- geometry
@@ -99,14 +96,6 @@ def test_check_imgsz_rounds_up_and_warns(caplog):
         check_imgsz(0)
 
 
-def test_repad_geometry_recentres():
-    g = letterbox_geometry((603, 1072), 1024)
-    big = repad_geometry(g, (608, 1024))
-    assert (big.pad_top, big.pad_bottom, big.pad_left) == (16, 16, 0)
-    with pytest.raises(ValueError, match="smaller than the resized content"):
-        repad_geometry(g, (500, 1024))
-
-
 # ---------------------------------------------------------------- resize vs cv2
 
 RESIZE_CASES = [
@@ -127,9 +116,9 @@ RESIZE_CASES = [
 def test_resize_linear_bit_exact_with_cv2(h0, w0, h, w, channels):
     cv2 = pytest.importorskip("cv2")
     gen = torch.Generator().manual_seed(h0 * 1000 + w0)
-    image = torch.randint(0, 256, (channels, h0, w0), dtype=torch.uint8, generator=gen)
-    expected = cv2.resize(image.permute(1, 2, 0).numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
-    expected = torch.from_numpy(expected).reshape(h, w, channels).permute(2, 0, 1)
+    image = torch.randint(0, 256, (h0, w0, channels), dtype=torch.uint8, generator=gen)
+    expected = cv2.resize(image.numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
+    expected = torch.from_numpy(expected).reshape(h, w, channels)
     assert torch.equal(resize_linear(image, (h, w)), expected)
 
 
@@ -138,18 +127,18 @@ def test_resize_linear_bit_exact_on_photos(name):
     cv2 = pytest.importorskip("cv2")
     bgr = _read_bgr(name)
     h0, w0 = bgr.shape[:2]
-    image = _chw(bgr)
+    image = _hwc(bgr)
     for h, w in [
         (round(h0 * 1024 / max(h0, w0)), round(w0 * 1024 / max(h0, w0))),
         (h0 + 7, w0 + 13),
     ]:
-        expected = _chw(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR))
+        expected = _hwc(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR))
         assert torch.equal(resize_linear(image, (h, w)), expected), (name, h, w)
 
 
 @pytest.mark.parametrize("band_bytes", [1, 4096, 1 << 19])
 @pytest.mark.parametrize("h0,w0,h,w", [(37, 53, 101, 77), (603, 1072, 288, 512), (5, 9, 5, 9)])
-def test_resize_linear_hwc_channel_order_and_bands(monkeypatch, band_bytes, h0, w0, h, w):
+def test_resize_linear_channel_order_and_bands(monkeypatch, band_bytes, h0, w0, h, w):
     """HWC resize with BGR->RGB reordering equals cv2 + flip for every band split (1 row, a few
     rows, whole image), upscaling (bands share source rows) and downscaling."""
     cv2 = pytest.importorskip("cv2")
@@ -157,71 +146,61 @@ def test_resize_linear_hwc_channel_order_and_bands(monkeypatch, band_bytes, h0, 
     gen = torch.Generator().manual_seed(h0 + w0)
     bgr = torch.randint(0, 256, (h0, w0, 3), dtype=torch.uint8, generator=gen)
     expected = cv2.resize(bgr.numpy(), (w, h), interpolation=cv2.INTER_LINEAR)[..., ::-1].copy()
-    out = resize_linear_hwc(bgr, (h, w), channels=(2, 1, 0))
+    out = resize_linear(bgr, (h, w), channels=(2, 1, 0))
     assert out.shape == (h, w, 3) and out.is_contiguous()
     assert torch.equal(out, torch.from_numpy(expected))
-    assert torch.equal(resize_linear_hwc(bgr, (h, w), channels=(1,)), out[..., 1:2])
+    assert torch.equal(resize_linear(bgr, (h, w), channels=(1,)), out[..., 1:2])
 
 
-def test_resize_linear_hwc_rejects_bad_channels():
+def test_resize_linear_rejects_bad_channels():
     with pytest.raises(ValueError, match=r"channels must index the 3 input channels, got \(0, 3\)"):
-        resize_linear_hwc(torch.zeros(4, 4, 3, dtype=torch.uint8), (2, 2), channels=(0, 3))
+        resize_linear(torch.zeros(4, 4, 3, dtype=torch.uint8), (2, 2), channels=(0, 3))
 
 
 def test_resize_linear_rejects_float():
-    with pytest.raises(TypeError, match=r"uint8 image, got \(3, 4, 4\) torch.float32"):
-        resize_linear(torch.zeros(3, 4, 4), (2, 2))
+    with pytest.raises(TypeError, match=r"uint8 image, got \(4, 4, 3\) torch.float32"):
+        resize_linear(torch.zeros(4, 4, 3), (2, 2))
 
 
 # ---------------------------------------------------------------- letterbox
 
 
 def test_letterbox_places_content_and_pads_114():
-    image = torch.full((3, 10, 20), 7, dtype=torch.uint8)
+    image = torch.full((10, 20, 3), 7, dtype=torch.uint8)
     g = letterbox_geometry((10, 20), 64, auto=False)  # content 32 x 64, pad 16 / 16
     out = letterbox(image, g)
-    assert out.shape == (3, 64, 64) and out.dtype == torch.uint8
-    assert (out[:, 16:48] == 7).all()
-    assert (out[:, :16] == 114).all() and (out[:, 48:] == 114).all()
-    assert (letterbox(image, g, pad_value=0)[:, :16] == 0).all()
+    assert out.shape == (64, 64, 3) and out.dtype == torch.uint8
+    assert (out[16:48] == 7).all()
+    assert (out[:16] == PAD_VALUE).all() and (out[48:] == PAD_VALUE).all() and PAD_VALUE == 114
+    assert (letterbox(image, g, pad_value=0)[:16] == 0).all()
 
 
 def test_letterbox_checks_geometry_matches_image():
     g = letterbox_geometry((10, 20), 64)
     with pytest.raises(ValueError, match=r"image is \(10, 21\) \(H0, W0\) but the geometry"):
-        letterbox(torch.zeros(3, 10, 21, dtype=torch.uint8), g)
+        letterbox(torch.zeros(10, 21, 3, dtype=torch.uint8), g)
     with pytest.raises(TypeError, match="uint8"):
-        letterbox(torch.zeros(3, 10, 20), g)
+        letterbox(torch.zeros(10, 20, 3), g)
 
 
-def test_letterbox_batch_upstream_rule():
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randint(0, 256, (3, 60, 90), dtype=torch.uint8, generator=gen)
-    b = torch.randint(0, 256, (3, 90, 50), dtype=torch.uint8, generator=gen)
-    # different sizes -> auto off -> each padded to the full 128 x 128
-    batch, geoms = letterbox_batch([a, b], 128)
-    assert batch.shape == (2, 3, 128, 128)
-    for image, g, row in zip([a, b], geoms, batch):
-        assert g == letterbox_geometry(tuple(image.shape[1:]), 128, auto=False)
-        assert torch.equal(row, letterbox(image, g))
-    same, geoms_same = letterbox_batch([a, a.clone()], 128)  # same sizes -> minimum rectangle
-    assert same.shape == (2, 3, 96, 128) and geoms_same[0] == letterbox_geometry((60, 90), 128)
-
-
-def test_letterbox_batch_auto_recentres_in_largest():
+def test_letterbox_batch_places_each_image_top_left_in_its_own_geometry():
+    """Each image keeps its own minimum-rectangle geometry (as if alone), top-left in a batch
+    padded with 114 to the largest shape; equal shapes give the plain stack."""
     gen = torch.Generator().manual_seed(1)
-    a = torch.randint(0, 256, (3, 60, 90), dtype=torch.uint8, generator=gen)  # -> 96 x 128
-    b = torch.randint(0, 256, (3, 90, 50), dtype=torch.uint8, generator=gen)  # -> 128 x 96
-    batch, geoms = letterbox_batch([a, b], 128, auto=True)
-    assert batch.shape == (2, 3, 128, 128)
+    a = torch.randint(0, 256, (60, 90, 3), dtype=torch.uint8, generator=gen)  # -> 96 x 128
+    b = torch.randint(0, 256, (90, 50, 3), dtype=torch.uint8, generator=gen)  # -> 128 x 96
+    geoms = [letterbox_geometry(tuple(im.shape[:2]), 128) for im in (a, b)]
+    batch = letterbox_batch([a, b], geoms)
+    assert batch.shape == (2, 3, 128, 128) and batch.dtype == torch.uint8
     for image, g, row in zip([a, b], geoms, batch):
-        own = letterbox_geometry(tuple(image.shape[1:]), 128)
-        assert g.resized_hw == own.resized_hw and g.input_hw == (128, 128)
-        h, w = g.resized_hw
-        content = row[:, g.pad_top : g.pad_top + h, g.pad_left : g.pad_left + w]
-        assert torch.equal(content, resize_linear(image, (h, w)))
-    with pytest.raises(ValueError, match="at least one image"):
-        letterbox_batch([], 128)
+        h, w = g.input_hw
+        assert torch.equal(row[:, :h, :w], letterbox(image, g).permute(2, 0, 1))
+        assert (row[:, h:] == PAD_VALUE).all() and (row[:, :, w:] == PAD_VALUE).all()
+    same = letterbox_batch([a, a.clone()], [geoms[0]] * 2)
+    assert same.shape == (2, 3, 96, 128)
+    assert torch.equal(same[1], letterbox(a, geoms[0]).permute(2, 0, 1))
+    with pytest.raises(ValueError, match="one geometry per image"):
+        letterbox_batch([], [])
 
 
 # ---------------------------------------------------------------- oracle
@@ -244,4 +223,4 @@ def test_letterbox_equals_ultralytics_on_photos(oracle_letterbox, name, imgsz, a
     bgr = _read_bgr(name)
     expected = oracle_letterbox(new_shape=(imgsz, imgsz), auto=auto, stride=32)(image=bgr)
     g = letterbox_geometry(bgr.shape[:2], imgsz, auto=auto)
-    assert torch.equal(letterbox(_chw(bgr), g), _chw(expected))
+    assert torch.equal(letterbox(_hwc(bgr), g), _hwc(expected))

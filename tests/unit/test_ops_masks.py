@@ -161,10 +161,10 @@ def test_nonempty_masks_and_logit_vs_sigmoid():
 @pytest.mark.parametrize("reference", ["official", "ultralytics"])
 def test_assemble_masks_dispatch(retina, reference):
     g, protos, coeffs, boxes = _case((517, 333), 1024, True, n=4)
-    masks, boxes_orig = M.assemble_masks(
-        protos, coeffs, boxes, g, retina=retina, reference=reference
+    boxes_orig = scale_boxes(boxes, g, reference)
+    masks = M.assemble_masks(
+        protos, coeffs, boxes, boxes_orig, g, retina=retina, postprocess=reference
     )
-    assert torch.equal(boxes_orig, scale_boxes(boxes, g, reference))
     if reference == "official":
         expected = (
             M.process_mask_native_official(protos, coeffs, boxes_orig, g.orig_hw)
@@ -181,12 +181,24 @@ def test_assemble_masks_dispatch(retina, reference):
     assert torch.equal(masks, expected)
 
 
-def test_assemble_masks_rejects_bad_choices():
+def test_assemble_masks_rule_and_bad_choice():
     g, protos, coeffs, boxes = _case((7, 5), 64, False, n=2)
-    with pytest.raises(ValueError, match="ultralytics reference thresholds logits"):
-        M.assemble_masks(protos, coeffs, boxes, g, reference="ultralytics", rule="sigmoid")
-    with pytest.raises(ValueError, match="reference must be"):
-        M.assemble_masks(protos, coeffs, boxes, g, reference="v5")  # type: ignore[arg-type]
+    logit = M.assemble_masks(
+        protos, coeffs, boxes, boxes, g, retina=False, postprocess="ultralytics"
+    )
+    sigmoid = M.assemble_masks(
+        protos,
+        coeffs,
+        boxes,
+        boxes,
+        g,
+        retina=False,
+        postprocess="ultralytics",
+        mask_rule="sigmoid",
+    )
+    assert torch.equal(logit, sigmoid)  # 8.4.190 thresholds logits at 0 whatever the rule
+    with pytest.raises(ValueError, match="postprocess must be"):
+        M.assemble_masks(protos, coeffs, boxes, boxes, g, retina=False, postprocess="v5")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- oracle: 8.4.190

@@ -9,12 +9,7 @@ import pytest
 import torch
 
 from fastsam_core.ops import nms as nms_module
-from fastsam_core.ops.nms import (
-    Detections,
-    greedy_nms,
-    greedy_nms_reference,
-    non_max_suppression,
-)
+from fastsam_core.ops.nms import Detections, greedy_nms, non_max_suppression
 
 
 def _head_outputs(
@@ -153,9 +148,15 @@ def test_non_max_suppression_dense_candidates_equal_full_torchvision():
 
 
 def torchvision_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
-    import torchvision  # type: ignore[import-untyped]
+    import torchvision  # type: ignore[import-untyped]  # test-only: the product never imports it
 
     return torchvision.ops.nms(boxes, scores, iou)
+
+
+def greedy_nms_reference(boxes: torch.Tensor, iou_threshold: float, max_keep: int) -> torch.Tensor:
+    """``torchvision.ops.nms`` over boxes already sorted by score, first ``max_keep`` kept rows."""
+    order = torch.arange(len(boxes), dtype=torch.float32, device=boxes.device)
+    return torchvision_nms(boxes, -order, iou_threshold)[:max_keep]  # scores = rank
 
 
 # ---------------------------------------------------------------- oracles

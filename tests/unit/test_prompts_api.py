@@ -56,7 +56,7 @@ def test_box_rule_follows_postprocess(
     real = predictor_module.prompt
 
     def spy(results: Results, **kwargs: object) -> Results:
-        seen.append(str(kwargs.get("box_rule")))
+        seen.append(kwargs["prompts"].options.box_rule)  # type: ignore[attr-defined]
         return real(results, **kwargs)
 
     monkeypatch.setattr(predictor_module, "prompt", spy)
@@ -90,13 +90,13 @@ def test_prompts_validated_before_the_network(
         predictor(photos, boxes=[[0, 0, 5, 5]])
     with pytest.raises(ValueError, match="x2 >= x1"):
         predictor(photos[0], boxes=[[30, 0, 5, 5]])
-    with pytest.raises(ValueError, match="outside"):
-        predictor(photos[0], points=[[-1, 5]])
+    with pytest.raises(ValueError, match="entirely outside"):
+        predictor(photos[0], boxes=[[-30, 0, -5, 5]])
     with pytest.raises(ValueError, match="labels were given without points"):
         predictor(photos[0], labels=[1])
     with pytest.raises(ValueError, match="must not be empty"):
         predictor(photos[0], texts="")
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(TypeError, match=r"unknown keyword\(s\) \['box_rules'\].*prompt arguments"):
         predictor(photos[0], boxes=[0, 0, 5, 5], box_rules="official")
 
 
@@ -117,3 +117,22 @@ def test_combined_prompts_per_prompt_and_subset() -> None:
     assert part.prompt_kinds == (out.prompt_kinds[2], "box")
     assert out.to("cpu").prompt_scores.equal(out.prompt_scores)
     assert len(out.to_json()["annotations"]) == len(out)  # every Results export works
+
+
+def test_predictor_bboxes_alias_and_prompt_value(predictor: Predictor) -> None:
+    """`bboxes=` (ultralytics' keyword) is `boxes=`; a checked `Prompts` value gives the same rows;
+    a box reaching past the image is clipped, not refused."""
+    from fastsam_core.prompts import make_prompts
+
+    photo = _photos(1)[0]
+    h0, w0 = photo.shape[:2]
+    box = [[-20, -10, w0 // 2, h0 // 2]]
+    by_boxes = predictor(photo, boxes=box)[0]
+    assert predictor(photo, bboxes=box)[0].source_ids.tolist() == by_boxes.source_ids.tolist()
+    clipped = predictor(photo, boxes=[[0, 0, w0 // 2, h0 // 2]])[0]
+    assert clipped.source_ids.tolist() == by_boxes.source_ids.tolist()
+    value = make_prompts(boxes=box)
+    via_value = predictor(photo, prompts=value)[0]
+    assert via_value.source_ids.tolist() == by_boxes.source_ids.tolist()
+    with pytest.raises(TypeError, match="either prompts=Prompts"):
+        predictor(photo, prompts=value, boxes=box)

@@ -203,12 +203,20 @@ def test_zero_masks_give_one_empty_row_per_box(no_match: str) -> None:
     assert match.best.tolist() == [-1, -1, -1] and match.indices.tolist() == [-1, -1, -1]
 
 
-def test_box_entirely_outside_clipped_gives_an_empty_row() -> None:
+def test_box_past_the_edge_is_clipped_entirely_outside_is_refused() -> None:
+    """A box reaching past the image is clipped to it (as both references and SAM), so it picks
+    the same mask as its clipped twin; a box with no pixel in the image is an error."""
     res = _two_squares()
-    out = prompt(res, boxes=[[50, 50, 70, 70], [-20, -20, -5, -5], NEAR], clip=True)
-    assert out.source_ids.tolist() == [-1, -1, 1]  # zero-area boxes on the border: no wrap
-    ref = prompt(res, boxes=[[50, 50, 70, 70], NEAR], clip=True, box_no_match="reference")
-    assert ref.source_ids.tolist() == [0, 1]
+    out = prompt(res, boxes=[[-20, -20, 10, 10], [30, 30, 70, 70], [6, 6, 14, 14]])
+    clipped = prompt(res, boxes=[[0, 0, 10, 10], [30, 30, 40, 40], NEAR])
+    assert out.source_ids.tolist() == clipped.source_ids.tolist() == [0, -1, 1]
+    assert out.prompt_scores.tolist() == clipped.prompt_scores.tolist()
+    with pytest.raises(ValueError, match=r"entirely outside the 40x40 image"):
+        prompt(res, boxes=[[50, 50, 70, 70], NEAR])
+    with pytest.raises(ValueError, match=r"entirely outside"):
+        prompt(res, boxes=[[-20, -20, -5, -5]])
+    with pytest.raises(ValueError, match=r"NaN or infinity"):
+        prompt(res, boxes=[[0, 0, float("inf"), 10]])
 
 
 def test_box_rows_then_point_rows_with_a_miss() -> None:
@@ -226,7 +234,7 @@ def test_every_export_copes_with_empty_rows(tmp_path: Path, window: bool) -> Non
     # letterbox: masks in a (48, 40) frame with the 40x40 image at rows 4..44
     res = _two_squares((48, 40), orig_hw=(40, 40), mask_window=(4, 0, 40, 40)) if window else None
     res = res or _two_squares()
-    out = prompt(res, boxes=[FAR, NEAR, FAR], clip=True)
+    out = prompt(res, boxes=[FAR, NEAR, FAR])
     assert out.source_ids.tolist() == [-1, 1, -1]
     assert out.masks.to_dense().shape == (3, *res.masks.image_hw)
     for mode in ("nearest", "bilinear"):

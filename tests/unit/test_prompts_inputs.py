@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -27,8 +28,10 @@ HW = (60, 80)
         ([], r"boxes is empty"),
         (np.zeros((0, 4)), r"boxes is empty"),
         ([[1, 2, 3, 4], [1, 2]], r"rows of 4 numbers"),
-        ([[-5, 2, 30, 40]], r"outside the 80x60 image.*clip=True"),
-        ([[5, 2, 81, 40]], r"outside the 80x60 image"),
+        ([[-30, 2, -5, 40]], r"entirely outside the 80x60 image"),
+        ([[81, 2, 90, 40]], r"entirely outside the 80x60 image"),
+        ([[5, 61, 30, 70]], r"entirely outside the 80x60 image"),
+        ([[30, -9, 10, 100]], r"x2 >= x1 and y2 >= y1"),  # inverted, even after clipping
     ],
 )
 def test_bad_boxes(boxes: object, match: str) -> None:
@@ -84,11 +87,23 @@ def test_box_tensors_and_arrays_of_any_layout() -> None:
         parse_boxes(np.zeros((1, 1, 1, 1, 4)), HW)
 
 
-def test_box_formats_and_clip() -> None:
+def test_box_formats_and_clip(caplog: pytest.LogCaptureFixture) -> None:
+    """Boxes reaching past the edge are clipped to the image (both references and SAM do),
+    logged once at INFO; boxes touching the edge are kept as they are."""
+    from fastsam_core.prompts import inputs
+
     assert parse_boxes([10, 20, 30, 5], HW, box_format="xywh").tolist() == [[10, 20, 40, 25]]
     assert parse_boxes(torch.tensor([1, 2, 3, 4]), HW).shape == (1, 4)
-    clipped = parse_boxes([[-5.5, -1, 100, 70], [0, 0, 80, 60]], HW, clip=True)
+    inputs._logged.discard("boxes")
+    with caplog.at_level(logging.INFO, logger="fastsam_core.prompts.inputs"):
+        assert parse_boxes([0, 0, 80, 60], HW).tolist() == [[0, 0, 80, 60]]
+        assert "clipped" not in caplog.text  # on the edge: nothing to clip
+        clipped = parse_boxes([[-5.5, -1, 100, 70], [0, 0, 80, 60]], HW)
+        again = parse_boxes([[70, 50, 90, 65]], HW)
     assert clipped.tolist() == [[0, 0, 80, 60], [0, 0, 80, 60]]
+    assert again.tolist() == [[70, 50, 80, 60]]
+    assert caplog.text.count("clipped") == 1 and "INFO" in caplog.text  # logged once
+    assert parse_boxes([[-5, 2, 30, 40]]).tolist() == [[-5, 2, 30, 40]]  # no image: unclipped
 
 
 @pytest.mark.parametrize(
@@ -97,9 +112,6 @@ def test_box_formats_and_clip() -> None:
         ([[1, 2, 3]], None, r"shape \(2,\) or \(P, 2\)"),
         ([], None, "points is empty"),
         ([[math.nan, 3]], None, "NaN"),
-        ([[-1, 3]], None, r"outside the 80x60 image.*clip=True"),
-        ([[80, 3]], None, r"x in \[0, 80\)"),
-        ([[3, 60]], None, "outside"),
         ([[1, 2], [3, 4]], [1], "got 1 labels for 2 points"),
         ([[1, 2]], [1, 0], "got 2 labels for 1 points"),
         ([[1, 2], [3, 4]], [1, 2], r"labels must be 0 \(background\) or 1"),
@@ -118,7 +130,7 @@ def test_bad_points(points: object, labels: object, match: str) -> None:
 
 
 def test_points_clip_never_wraps() -> None:
-    pts, labels = parse_points([[-3, -7], [95.5, 61], [4.7, 5.2]], [1, 0, True], HW, clip=True)
+    pts, labels = parse_points([[-3, -7], [95.5, 61], [4.7, 5.2]], [1, 0, True], HW)
     assert pts.tolist() == [[0, 0], [79, 59], [4.7, 5.2]]
     assert labels.tolist() == [1, 0, 1]
     _, default = parse_points([3, 4], None, HW)
@@ -147,14 +159,12 @@ def test_non_numeric_labels_rejected(labels: object, match: str) -> None:
 
 
 def test_points_on_tiny_images() -> None:
-    """1x1 and 1xN images: the only pixel is valid, anything past it is outside (or clipped)."""
+    """1x1 and 1xN images: the only pixel is valid, anything past it is clipped onto it."""
     assert parse_points([[0.5, 0.9]], None, (1, 1))[0].tolist() == [[0.5, 0.9]]
-    with pytest.raises(ValueError, match="outside the 1x1 image"):
-        parse_points([[1, 0]], None, (1, 1))
-    assert parse_points([[5, -3]], None, (1, 7), clip=True)[0].tolist() == [[5, 0]]
+    assert parse_points([[1, 0]], None, (1, 1))[0].tolist() == [[0, 0]]
+    assert parse_points([[5, -3]], None, (1, 7))[0].tolist() == [[5, 0]]
     assert parse_boxes([0, 0, 7, 1], (1, 7)).tolist() == [[0, 0, 7, 1]]
-    with pytest.raises(ValueError, match="outside the 7x1 image"):
-        parse_boxes([0, 0, 7, 2], (1, 7))
+    assert parse_boxes([0, 0, 7, 2], (1, 7)).tolist() == [[0, 0, 7, 1]]
 
 
 @pytest.mark.parametrize(
@@ -193,7 +203,11 @@ def test_prompt_validates_before_work_even_when_empty() -> None:
         prompt(empty, boxes=[[30, 10, 20, 40]])
     with pytest.raises(ValueError, match="labels were given without points"):
         prompt(res, labels=[1])
-    with pytest.raises(TypeError, match="unknown prompt option"):
+    with pytest.raises(
+        TypeError,
+        match=r"unknown prompt keyword\(s\) \['box_rul'\]; prompt arguments are \['boxes', "
+        r"'bboxes', 'points', 'labels', 'texts'\] and prompt options .*'box_rule'",
+    ):
         prompt(res, boxes=[1, 2, 3, 4], box_rul="official")
     with pytest.raises(ValueError, match="point_mode must be one of"):
         prompt(res, points=[1, 2], point_mode="blob")
@@ -211,3 +225,48 @@ def test_text_rule_options_checked_up_front() -> None:
         prompt(res, texts="a dog", text_rule="topk", text_top_k=0)
     with pytest.raises(ValueError, match="needs a finite threshold"):
         prompt(res, texts="a dog", text_rule="threshold", text_threshold=math.nan)
+
+
+def test_bboxes_is_an_alias_of_boxes() -> None:
+    """ultralytics users write bboxes=: same rows as boxes=; both at once is an error."""
+    res, _ = synthetic_results(seed=3)
+    boxes = [[5, 5, 40, 30], [0, 0, 80, 60]]
+    assert (
+        prompt(res, bboxes=boxes).source_ids.tolist()
+        == prompt(res, boxes=boxes).source_ids.tolist()
+    )
+    with pytest.raises(TypeError, match="boxes= or its alias bboxes=, not both"):
+        prompt(res, boxes=boxes, bboxes=boxes)
+
+
+def test_prompts_checked_once_into_one_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """make_prompts parses each input once; prompt(prompts=...) uses the value without parsing."""
+    from fastsam_core.prompts import inputs, make_prompts
+    from fastsam_core.prompts import prompt_set as prompt_set_module
+
+    calls: list[str] = []
+    for name in ("parse_boxes", "parse_points", "parse_texts"):
+        original = getattr(prompt_set_module, name)
+
+        def counting(*args: object, _name: str = name, _fn: object = original) -> object:
+            calls.append(_name)
+            return _fn(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(prompt_set_module, name, counting)
+    value = make_prompts(
+        boxes=[[-10, 5, 40, 30]], points=[[3, 4]], texts="a dog", point_mode="union"
+    )
+    assert calls == ["parse_boxes", "parse_points", "parse_texts"]
+    assert value is not None and value.texts == ("a dog",) and value.image_hw is None
+    assert value.boxes.tolist() == [[-10, 5, 40, 30]]  # clipped per image, later
+    fitted = value.fit(HW)
+    assert fitted.boxes.tolist() == [[0, 5, 40, 30]] and fitted.fit(HW) is fitted
+    assert inputs.parse_boxes is not prompt_set_module.parse_boxes  # the counting wrapper
+    res, _ = synthetic_results(hw=HW, seed=1)
+    no_text = make_prompts(boxes=[[-10, 5, 40, 30]], points=[[3, 4]], point_mode="union")
+    out = prompt(res, prompts=no_text)
+    assert calls == ["parse_boxes", "parse_points", "parse_texts", "parse_boxes", "parse_points"]
+    assert out.prompt_kinds[0] == "box" and set(out.prompt_kinds) <= {"box", "point"}
+    with pytest.raises(TypeError, match="either prompts=Prompts"):
+        prompt(res, prompts=no_text, boxes=[1, 2, 3, 4])
+    assert make_prompts(point_mode="union") is None  # options alone: no prompt

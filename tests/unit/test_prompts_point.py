@@ -123,9 +123,7 @@ def test_points_on_nothing_give_empty_result_and_never_wrap() -> None:
     )
     assert len(prompt(res, points=[[20, 15]])) == 0
     assert len(prompt(res, points=[[20, 15]], point_mode="union")) == 0
-    with pytest.raises(ValueError, match="outside"):
-        prompt(res, points=[[-1, -1]])
-    clipped = prompt(res, points=[[-1, -1]], clip=True)  # clipped to (0, 0), not wrapped
+    clipped = prompt(res, points=[[-1, -1]])  # clipped to (0, 0), not wrapped
     assert clipped.source_ids.tolist() == [1]
 
 

@@ -4,12 +4,21 @@ selection rules (incl. the official repo's index-remap bug), errors and devices.
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from fastsam_core.prompts import ClipScorer, get_clip_scorer, masked_crops, prompt, select_texts
+from fastsam_core.prompts import (
+    ClipScorer,
+    ClipSettings,
+    get_clip_scorer,
+    masked_crops,
+    prompt,
+    select_texts,
+)
 from fastsam_core.prompts import clip_scorer as clip_scorer_module
 from fastsam_core.prompts.text import official_text_index
 from tests.support.official_prompts import official_text_select
@@ -74,6 +83,7 @@ def test_text_embeddings_cached(scorer: ClipScorer, monkeypatch: pytest.MonkeyPa
 
 
 def test_model_loaded_once(tiny_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ClipSettings.build shares one scorer per process (get_clip_scorer)."""
     created: list[str] = []
     original = open_clip.create_model_and_transforms
 
@@ -85,10 +95,88 @@ def test_model_loaded_once(tiny_name: str, monkeypatch: pytest.MonkeyPatch) -> N
     get_clip_scorer.cache_clear()
     res, _ = synthetic_results(seed=2)
     for _ in range(3):
-        out = prompt(res, texts=["a dog"], clip_model=tiny_name, clip_pretrained=None)
+        out = prompt(res, texts=["a dog"], clip_scorer=ClipSettings(tiny_name, None).build())
         assert len(out) == 1
     assert created == [tiny_name]
     get_clip_scorer.cache_clear()
+
+
+def test_predictor_builds_clip_once_per_run(
+    tiny_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Predictor owns one scorer: built on the first text prompt (not at construction, not
+    per image), before the network runs."""
+    from fastsam_core import Predictor
+    from fastsam_core.config import yolov8_seg_config
+    from fastsam_core.model.yolov8_seg import build_model
+
+    created: list[str] = []
+    original = open_clip.create_model_and_transforms
+
+    def counting(name: str, **kwargs: object) -> object:
+        created.append(name)
+        return original(name, **kwargs)
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", counting)
+    get_clip_scorer.cache_clear()
+    torch.manual_seed(0)
+    net = build_model(yolov8_seg_config("n", imgsz=64))
+    predictor = Predictor(net, imgsz=64, conf=0.0, clip=ClipSettings(tiny_name, None))
+    images = [np.full((40, 50, 3), v, np.uint8) for v in (30, 90, 200)]
+    predictor(images[0])
+    assert created == []  # no text prompt yet: no CLIP
+    for image in images:
+        predictor(image, texts="a dog")
+    predictor(images, texts="a cat")
+    assert created == [tiny_name]
+    get_clip_scorer.cache_clear()
+
+
+def test_missing_clip_weights_offline_fail_fast(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Offline with nothing cached: one FileNotFoundError in well under a second, naming where
+    to get the file and --clip-weights, without calling the downloader (which retries ~60 s)."""
+    from fastsam_core import Predictor
+    from fastsam_core.config import yolov8_seg_config
+    from fastsam_core.model.yolov8_seg import build_model
+
+    probed: list[str] = []
+
+    def offline(host: str, timeout: float = 3.0) -> bool:
+        probed.append(host)
+        return False
+
+    monkeypatch.setattr(clip_scorer_module, "_reachable", offline)
+    downloads: list[object] = []
+    monkeypatch.setattr(
+        open_clip, "create_model_and_transforms", lambda *a, **k: downloads.append(a)
+    )
+    get_clip_scorer.cache_clear()
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match=r"Offline\? Download .*--clip-weights"):
+        ClipScorer("ViT-B-32", "openai", cache_dir=str(tmp_path))
+    assert time.perf_counter() - start < 2.0 and probed and downloads == []
+    net = build_model(yolov8_seg_config("n", imgsz=64))
+    predictor = Predictor(net, imgsz=64, clip=ClipSettings("ViT-B-32", "openai", str(tmp_path)))
+    forwards: list[int] = []
+    monkeypatch.setattr(predictor, "runner", _CountingRunner(predictor.runner, forwards))
+    with pytest.raises(FileNotFoundError, match="--clip-weights"):
+        predictor([np.zeros((40, 50, 3), np.uint8)] * 3, texts="a dog")
+    assert forwards == [] and downloads == []  # failed once, before the network ran
+    get_clip_scorer.cache_clear()
+
+
+class _CountingRunner:
+    def __init__(self, runner: object, calls: list[int]) -> None:
+        self.runner, self.calls = runner, calls
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.runner, name)
+
+    def __call__(self, x: torch.Tensor) -> object:
+        self.calls.append(1)
+        return self.runner(x)  # type: ignore[operator]
 
 
 def test_prompt_top1_topk_threshold(scorer: ClipScorer) -> None:

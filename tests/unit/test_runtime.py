@@ -32,8 +32,12 @@ OPTIONS = {"imgsz": IMGSZ, "retina_masks": False}  # letterbox-frame masks: fast
 
 
 def _photos(count: int = 3) -> list[torch.Tensor]:
-    """Real photos downscaled (long side 320 px; aspect ratios differ) as (H, W, 3) uint8 RGB."""
-    return small_photos(count, 320)
+    """Real photos downscaled (long side 320 px) as (H, W, 3) uint8 RGB; the third is transposed
+    to a portrait, so the three letterbox to three different input shapes."""
+    photos = small_photos(count, 320)  # square, then two 3:2 landscapes
+    if count >= 3:
+        photos[2] = photos[2].transpose(0, 1).contiguous()
+    return photos
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def model() -> YoloV8Seg:
     torch.manual_seed(0)
     net = build_model(yolov8_seg_config("n", imgsz=IMGSZ))
     inputs = [
-        letterbox(im.permute(2, 0, 1), letterbox_geometry(im.shape[:2], IMGSZ))[None].float() / 255
+        letterbox(im, letterbox_geometry(im.shape[:2], IMGSZ)).permute(2, 0, 1)[None].float() / 255
         for im in _photos()
     ]  # (1, 3, H, W) each, as the predictor feeds them
     return calibrate_random_net(net, inputs)  # >= 20 anchors above conf 0.4 on every photo
@@ -122,9 +126,9 @@ def test_bf16_autocast_cpu(model: YoloV8Seg) -> None:
     agreement: small logit shifts flip borderline detections and move DFL boxes), so no preset
     that a default uses enables it.
     """
-    photo = _photos(1)[0].permute(2, 0, 1)
-    batch = letterbox(photo, letterbox_geometry(photo.shape[1:], IMGSZ))[None]  # (1, 3, H, W)
-    fused = Predictor(model, **OPTIONS).model
+    photo = _photos(1)[0]  # (H0, W0, 3)
+    batch = letterbox(photo, letterbox_geometry(photo.shape[:2], IMGSZ)).permute(2, 0, 1)[None]
+    fused = Predictor(model, **OPTIONS, fast=False).model  # (1, 3, H, W) batch above
     plain = InferenceRunner(fused, torch.device("cpu"), None)
     ref = plain(plain.to_input(batch))
     bf16 = InferenceRunner(
@@ -144,11 +148,11 @@ def test_bucket_is_grey_padding_then_crop(model: YoloV8Seg) -> None:
     """bucket = the plain network on the input padded with grey (114) at the bottom/right, then
     cropped to the unpadded anchors. Padding is NOT output-preserving (the network sees it through
     its receptive field), so bucket is for fixed-shape CUDA graphs only, never a default."""
-    photo = _photos(1)[0].permute(2, 0, 1)  # (3, H0, W0)
-    geometry = letterbox_geometry(photo.shape[1:], IMGSZ)
-    batch = letterbox(photo, geometry)[None]  # (1, 3, H, W) uint8
+    photo = _photos(1)[0]  # (H0, W0, 3)
+    geometry = letterbox_geometry(photo.shape[:2], IMGSZ)
+    batch = letterbox(photo, geometry).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8
     h, w = geometry.input_hw
-    fused = Predictor(model, **OPTIONS).model  # fused fp32 network, as the predictor runs it
+    fused = Predictor(model, **OPTIONS, fast=False).model  # fused fp32, as the plain path runs it
     runner = InferenceRunner(
         fused, torch.device("cpu"), FastOptions(bucket=128, channels_last=False)
     )

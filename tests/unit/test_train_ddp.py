@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fastsam_core.train.synthetic import make_synthetic_dataset
+from fastsam_core.data.synthetic import make_synthetic_dataset
 from fastsam_core.train.trainer import build_training_model
 
 ARGS = [

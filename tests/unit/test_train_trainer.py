@@ -1,4 +1,4 @@
-"""Trainer: schedule, EMA, checkpoints, a short run that learns, exact resume, head changes, freezing."""
+"""Trainer: schedule, EMA, checkpoints, a run that learns, exact resume, head changes, freezing."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fastsam_core.data.synthetic import make_synthetic_dataset
 from fastsam_core.train.augment import NO_AUGMENT, AugmentConfig
 from fastsam_core.train.ema import ModelEMA
 from fastsam_core.train.schedule import LRSchedule, build_optimizer
-from fastsam_core.train.synthetic import make_synthetic_dataset
 from fastsam_core.train.trainer import TrainConfig, Trainer, build_training_model
 
 IMGSZ = 64
@@ -245,3 +245,21 @@ def test_incomplete_checkpoint_names_missing_files(tmp_path):
     model = torch.nn.Linear(1, 1)
     with pytest.raises(FileNotFoundError, match=r"missing \['model.safetensors', 'optimizer.pt'\]"):
         load_checkpoint(tmp_path / "last", model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_validation_uses_the_evaluate_function_passed_in(shapes, tmp_path):
+    """train/ does not import eval/: the caller (the CLI) hands the COCO evaluator in."""
+    with pytest.raises(ValueError, match=r"val_data=.* needs an evaluate function"):
+        Trainer(_cfg(shapes, tmp_path / "none", val_data=shapes, val_every=1))
+    calls = []
+
+    def evaluate(model, data, imgsz, device, class_agnostic):
+        calls.append((type(model).__name__, data, imgsz, device.type, class_agnostic))
+        return {"mask_map50": 0.25}
+
+    cfg = _cfg(shapes, tmp_path / "run", val_data=shapes, val_every=1, epochs=1)
+    cfg = dataclasses.replace(cfg, augment=NO_AUGMENT, device="cpu")
+    Trainer(cfg, evaluate=evaluate).fit()
+    assert calls == [("YoloV8Seg", shapes, IMGSZ, "cpu", False)]
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["val"] == {"mask_map50": 0.25}

@@ -1,8 +1,10 @@
 """Instance-segmentation datasets on disk: COCO JSON (polygons or RLE) and YOLO-seg text labels.
 
-Both formats load into the same `DatasetIndex`: one `ImageRecord` per image, each instance a class id
-plus its shape (polygons in original-image pixels, or a COCO RLE). Masks are rasterised later, without
-OpenCV (`rasterize_instances`: PIL polygon fill, numpy RLE decode).
+Both formats load into the same `DatasetIndex`: one `ImageRecord` per image, each instance a class
+id plus its shape (polygons in original-image pixels, or a COCO RLE). Masks are rasterised later,
+without OpenCV (`rasterize_instances`: PIL polygon fill, numpy RLE decode). Images are decoded by
+`fastsam_core.io.images`, the decoder inference uses: EXIF orientation applied, so image sizes,
+labels and predictions all live in the upright frame that `fastsam segment` reports.
 
 Bad input never becomes a silently wrong label:
 - image files that do not exist, category ids not in `categories`, YOLO class ids outside `names`,
@@ -25,9 +27,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-logger = logging.getLogger(__name__)
+from fastsam_core.io.images import IMAGE_EXTENSIONS, image_hw, load_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,7 +123,8 @@ def load_coco(
     if unknown:
         bad = [a["id"] for a in data["annotations"] if a["category_id"] in set(unknown)][:5]
         raise ValueError(
-            f"{json_path}: category ids {unknown} are not in 'categories' (known: {sorted(category_index)}), "
+            f"{json_path}: category ids {unknown} are not in 'categories' "
+            f"(known: {sorted(category_index)}), "
             f"e.g. annotation ids {bad}; add them to 'categories' or fix the annotations"
         )
 
@@ -151,7 +154,8 @@ def load_coco(
         records.append(ImageRecord(image_path, int(im["id"]), height, width, instances))
     if missing:
         raise FileNotFoundError(
-            f"{json_path}: {len(missing)} of {len(data['images'])} images are missing, e.g. {missing[:3]}; "
+            f"{json_path}: {len(missing)} of {len(data['images'])} images are missing, "
+            f"e.g. {missing[:3]}; "
             "fix 'file_name' or pass images_dir"
         )
     names = tuple(str(c.get("name", c["id"])) for c in categories)
@@ -250,10 +254,9 @@ def load_yolo_seg(
     skipped: Counter[str] = Counter()
     records = []
     for position, image_path in enumerate(
-        sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     ):
-        with Image.open(image_path) as img:
-            width, height = img.size
+        height, width = image_hw(image_path)  # upright (EXIF-oriented) size
         label_path = labels_dir / image_path.relative_to(images_dir).with_suffix(".txt")
         instances = []
         if label_path.is_file():
@@ -301,7 +304,8 @@ def _yolo_instance(
         ) from err
     if not 0 <= class_id < len(class_names):
         raise ValueError(
-            f"{label_path}:{line_no}: class id {class_id} is not in names (0..{len(class_names) - 1}); "
+            f"{label_path}:{line_no}: class id {class_id} is not in names "
+            f"(0..{len(class_names) - 1}); "
             "fix the label or extend 'names' in the yaml"
         )
     if len(coords) % 2 or len(coords) < 6:
@@ -333,7 +337,8 @@ def _finish(
         )
     if sum(len(r.instances) for r in records) == 0:
         raise ValueError(
-            f"{source}: the dataset has {len(records)} images but no usable instances ({dict(skipped)})"
+            f"{source}: the dataset has {len(records)} images but no usable instances "
+            f"({dict(skipped)})"
         )
     if single_class:
         for r in records:
@@ -369,12 +374,15 @@ def rasterize_instances(record: ImageRecord) -> np.ndarray:
 
 
 def load_rgb(record: ImageRecord) -> np.ndarray:
-    """(H0, W0, 3) uint8 RGB; raises if the file's size disagrees with the annotation."""
-    with Image.open(record.path) as img:
-        rgb = np.array(img.convert("RGB"))  # writable copy
+    """(H0, W0, 3) uint8 RGB, decoded as inference decodes (EXIF orientation applied).
+
+    Raises if the upright size disagrees with the annotation's (height, width).
+    """
+    rgb = load_image(record.path).image.numpy()  # (H0, W0, 3), writable
     if rgb.shape[:2] != (record.height, record.width):
         raise ValueError(
-            f"{record.path}: image is {rgb.shape[:2]} (H, W) but the annotation says "
-            f"{(record.height, record.width)}; fix 'height'/'width' in the annotation file"
+            f"{record.path}: image is {rgb.shape[:2]} (H, W) after EXIF orientation but the "
+            f"annotation says {(record.height, record.width)}; fix 'height'/'width' in the "
+            "annotation file"
         )
     return rgb
