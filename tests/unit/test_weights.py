@@ -495,3 +495,18 @@ def test_convert_file_checks_the_output_before_converting(tmp_path, monkeypatch)
     with pytest.raises(FileExistsError, match=r"already exists; pass --force \(or --overwrite\)"):
         fastsam_weights_convert.convert_file(UL120_PT, tmp_path / "exists.safetensors")
     assert (tmp_path / "exists.safetensors").read_bytes() == b"x"
+
+
+def test_save_weights_accepts_tensors_that_share_storage(tmp_path):
+    """Tied or sliced tensors (one storage) are written as separate tensors, not refused by
+    safetensors with a traceback."""
+    from fastsam_core.weights import save_weights
+
+    state = YoloV8Seg(TINY).state_dict()
+    key_a, key_b = [k for k in state if k.endswith("bn.weight")][:2]
+    shared = torch.ones(state[key_a].numel() + state[key_b].numel())
+    state[key_a] = shared[: state[key_a].numel()].view_as(state[key_a])
+    state[key_b] = shared[state[key_a].numel() :].view_as(state[key_b])
+    path = tmp_path / "shared.safetensors"
+    save_weights(state, TINY, path)
+    assert torch.equal(load_model(path).state_dict()[key_b], state[key_b])
