@@ -6,6 +6,7 @@ row and how well. File formats live in `export/` (RLE, polygons, overlay PNG, np
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -265,6 +266,12 @@ class Results:
         return cls(**read_npz(path))
 
 
+def results_fields(results: Results) -> dict[str, Any]:
+    """The constructor fields of `Results` as `results` holds them: what a subclass (prompt
+    rows, soft masks) passes on to wrap the same rows without copying them."""
+    return {f.name: getattr(results, f.name) for f in dataclasses.fields(Results) if f.init}
+
+
 def _rows(
     column: Any,
     index: torch.Tensor | None,
@@ -373,17 +380,7 @@ class PromptResults(Results):
     ) -> PromptResults:
         """Attach prompt information to an existing Results (same masks, no copy)."""
         return cls(
-            masks=results.masks,
-            boxes=results.boxes,
-            scores=results.scores,
-            class_ids=results.class_ids,
-            orig_hw=results.orig_hw,
-            names=results.names,
-            path=results.path,
-            orig_image=results.orig_image,
-            mask_window=results.mask_window,
-            stability_scores=results.stability_scores,
-            point_coords=results.point_coords,
+            **results_fields(results),
             prompt_scores=prompt_scores,
             prompt_ids=prompt_ids,
             source_ids=source_ids,

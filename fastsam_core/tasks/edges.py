@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from fastsam_core.ops.masks import crop_masks, mask_logits, scale_masks_ultralytics
 from fastsam_core.predictor import Predictor
-from fastsam_core.results import Results
+from fastsam_core.results import Results, results_fields
 from fastsam_core.row_index import normalize_index
 
 _CHUNK_PIXELS = 8_000_000  # float32 elements per (n, H0, W0) chunk of probability maps
@@ -81,19 +81,7 @@ def _with_soft(
     results: Results, coeffs: torch.Tensor, protos: torch.Tensor | None
 ) -> SoftMaskResults:
     """`results` as `SoftMaskResults` with these coefficients (N, K) and prototypes (K, Hp, Wp)."""
-    return SoftMaskResults(
-        masks=results.masks,
-        boxes=results.boxes,
-        scores=results.scores,
-        class_ids=results.class_ids,
-        orig_hw=results.orig_hw,
-        names=results.names,
-        path=results.path,
-        orig_image=results.orig_image,
-        mask_window=results.mask_window,
-        coeffs=coeffs,
-        protos=protos,
-    )
+    return SoftMaskResults(**results_fields(results), coeffs=coeffs, protos=protos)
 
 
 def sobel(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
