@@ -472,7 +472,11 @@ def test_resume_after_sigkill_redoes_at_most_the_in_flight_image(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
     )  # fmt: skip
     deadline = time.monotonic() + 300
-    while not list(out.glob("*.npz")) and time.monotonic() < deadline and proc.poll() is None:
+
+    def finished_npz() -> list[Path]:  # not the hidden temp files an image is staged in
+        return [p for p in out.glob("*.npz") if not p.name.startswith(".")]
+
+    while not finished_npz() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
