@@ -42,6 +42,7 @@ __all__ = [
     "Unpickler",
     "UnsafeCheckpointError",
     "load_checkpoint",
+    "load_pickled",
     "loads",
     "resolve_global",
 ]
@@ -242,6 +243,19 @@ def load_checkpoint(path: str | Path) -> Any:
         ValueError: empty / not a zip (legacy torch format, raw pickle, truncated, safetensors),
             a corrupt pickle or storage, content without a YOLO model.
     """
+    ckpt = load_pickled(path)
+    _check_checkpoint(ckpt, Path(path))
+    return ckpt
+
+
+def load_pickled(path: str | Path) -> Any:
+    """Any `torch.save` file through the same archive checks and allow-list unpickler, without
+    the ultralytics content check: plain containers, numbers, strings and tensors (e.g. backbone
+    weights, optimizer states). The product's only way to read a pickled file.
+
+    Raises:
+        FileNotFoundError, ValueError, UnsafeCheckpointError: as `load_checkpoint`.
+    """
     path = Path(path)
     with TorchArchive(path) as archive:
         data = archive.pickle_bytes()
@@ -260,7 +274,6 @@ def load_checkpoint(path: str | Path) -> Any:
             raise _corrupt(path, err) from None
         except (AttributeError, RuntimeError, MemoryError, RecursionError) as err:
             raise _corrupt(path, err) from None
-    _check_checkpoint(ckpt, path)
     return ckpt
 
 

@@ -104,7 +104,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(
             f"backbone weights {path.name!r}: expected .safetensors, .pt, .pth or .bin"
         )
-    data = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no code
+    from fastsam_weights_convert.unpickle import load_pickled  # the allow-list loader
+
+    data = load_pickled(path)  # tensors and containers only; nothing in the file runs
     for key in ("state_dict", "model"):  # common training-checkpoint wrappers
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

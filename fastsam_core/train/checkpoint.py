@@ -94,7 +94,9 @@ def load_checkpoint(
     load_weights_into(model, folder / "model.safetensors")
     if ema is not None:
         load_weights_into(ema, folder / "ema.safetensors")
-    opt_state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    from fastsam_weights_convert.unpickle import load_pickled  # the allow-list loader
+
+    opt_state = load_pickled(folder / "optimizer.pt")
     optimizer.load_state_dict(opt_state["optimizer"])
     if scaler is not None and "scaler" in opt_state:
         scaler.load_state_dict(opt_state["scaler"])

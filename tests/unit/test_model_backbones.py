@@ -159,3 +159,10 @@ def test_backbone_weights_need_a_timm_backbone(tmp_path):
 
     with pytest.raises(ValueError, match="--backbone-weights needs a timm backbone"):
         build_training_model(None, "n", 1, ("object",), 64, backbone_weights=str(tmp_path / "x"))
+
+
+def test_backbone_weights_go_through_the_safe_loader(tmp_path):
+    """A user's .pt backbone file is read by the allow-list loader: TorchScript is refused."""
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(tmp_path / "scripted.pt"))
+    with pytest.raises(ValueError, match="TorchScript archive"):
+        load_backbone_weights(build_model(RESNET).backbone, tmp_path / "scripted.pt")
