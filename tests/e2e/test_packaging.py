@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,14 +15,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# import name -> source folder (setup.py's PACKAGE_DIRS)
-PACKAGES = {
-    "fastsam_core": "fastsam_core",
-    "fastsam_kernels": "kernels",
-    "fastsam_weights_convert": "weights_convert",
-}
-BUILD_FILES = ("pyproject.toml", "setup.py", "README.md")
+from tests.support.wheels import PACKAGES, REPO_ROOT, build_wheel
+from tests.support.wheels import clean_env as _clean_env
 
 
 def _source_packages() -> list[str]:
@@ -78,48 +71,21 @@ print(json.dumps({name: importlib.import_module(name).__file__ for name in names
 """
 
 
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    return env
-
-
 @pytest.fixture(scope="module")
 def wheel_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the wheel from a copy of the sources (the shared tree stays clean) and install it
     with `pip install --no-deps --target`."""
     tmp = tmp_path_factory.mktemp("wheel")
-    src = tmp / "src"
-    src.mkdir()
-    for name in BUILD_FILES:
-        shutil.copy2(REPO_ROOT / name, src / name)
-    for folder in PACKAGES.values():
-        shutil.copytree(
-            REPO_ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
-    dist = tmp / "dist"
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist)]
-    # Offline first (the installed setuptools); an isolated build (downloads the build
-    # requirements) only if that setuptools cannot build wheels by itself.
-    build = subprocess.run(
-        [*cmd, "--no-build-isolation", str(src)],
-        check=False, capture_output=True, text=True, env=_clean_env(), cwd=tmp,
-    )  # fmt: skip
-    if build.returncode != 0:
-        build = subprocess.run(
-            [*cmd, str(src)], check=False, capture_output=True, text=True, env=_clean_env(), cwd=tmp
-        )
-    assert build.returncode == 0, f"pip wheel failed:\n{build.stdout}\n{build.stderr}"
-    wheels = list(dist.glob("fastsam_core-*.whl"))
-    assert len(wheels) == 1, f"expected one fastsam_core wheel in {dist}, got {wheels}"
+    wheel = build_wheel(tmp)
     target = tmp / "target"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
-         str(wheels[0])],
+         str(wheel)],
         check=False, capture_output=True, text=True, env=_clean_env(), cwd=tmp,
     )  # fmt: skip
     assert install.returncode == 0, f"pip install --target failed:\n{install.stderr}"
-    (target / "wheel_name").write_text(wheels[0].name)
-    shutil.copy2(wheels[0], target / "built.whl")
+    (target / "wheel_name").write_text(wheel.name)
+    shutil.copy2(wheel, target / "built.whl")
     return target
 
 
