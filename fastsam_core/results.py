@@ -43,6 +43,7 @@ class Results:
             (`Results.stability()`, exports); None when unknown (masks built from dense input).
         point_coords: (N, 2) float32 xy in original pixels of each detection's anchor point
             (the prediction cell centre), or None when unknown (records then use the box centre).
+        frame: the frame index when `path` is a video (`io.video`), else None.
     """
 
     masks: CompactMasks
@@ -56,6 +57,7 @@ class Results:
     mask_window: tuple[int, int, int, int] | None = None
     stability_scores: torch.Tensor | PendingStability | None = None
     point_coords: torch.Tensor | None = None
+    frame: int | None = None
     _original: dict[str, CompactMasks] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -110,19 +112,8 @@ class Results:
         """Subset (int, slice, bool/long tensor or list) -> a new Results in the same order."""
         idx = normalize_index(index, len(self), self.masks.device)
         cpu_idx = idx.to(self.boxes.device)
-        return Results(
-            masks=self.masks[idx],
-            boxes=self.boxes[cpu_idx],
-            scores=self.scores[cpu_idx],
-            class_ids=self.class_ids[cpu_idx],
-            orig_hw=self.orig_hw,
-            names=self.names,
-            path=self.path,
-            orig_image=self.orig_image,
-            mask_window=self.mask_window,
-            stability_scores=_rows(self.stability_scores, cpu_idx),
-            point_coords=_rows(self.point_coords, cpu_idx),
-        )
+        picked = {name: _rows(getattr(self, name), cpu_idx) for name in _ROW_COLUMNS}
+        return Results(**results_fields(self) | picked | {"masks": self.masks[idx]})
 
     def sort(self, by: Literal["score", "area"] = "score", descending: bool = True) -> Results:
         """New Results sorted by score or mask area (stable: ties keep their order)."""
@@ -142,19 +133,8 @@ class Results:
 
     def to(self, device: torch.device | str) -> Results:
         """Copy masks and tensors to `device` (orig_image stays where it is)."""
-        return Results(
-            masks=self.masks.to(device),
-            boxes=self.boxes.to(device),
-            scores=self.scores.to(device),
-            class_ids=self.class_ids.to(device),
-            orig_hw=self.orig_hw,
-            names=self.names,
-            path=self.path,
-            orig_image=self.orig_image,
-            mask_window=self.mask_window,
-            stability_scores=_rows(self.stability_scores, None, device),
-            point_coords=_rows(self.point_coords, None, device),
-        )
+        moved = {name: _rows(getattr(self, name), None, device) for name in _ROW_COLUMNS}
+        return Results(**results_fields(self) | moved | {"masks": self.masks.to(device)})
 
     # ------------------------------------------------------------------ views
     @property
@@ -272,6 +252,10 @@ def results_fields(results: Results) -> dict[str, Any]:
     return {f.name: getattr(results, f.name) for f in dataclasses.fields(Results) if f.init}
 
 
+# The per-row columns besides the masks (indexed and moved together by __getitem__ and to).
+_ROW_COLUMNS = ("boxes", "scores", "class_ids", "stability_scores", "point_coords")
+
+
 def _rows(
     column: Any,
     index: torch.Tensor | None,
@@ -289,9 +273,11 @@ class ImageError:
 
     path: str  # the file, or "image<i>" for an in-memory source
     message: str  # the one-line error
+    frame: int | None = None  # the frame index when `path` is a video
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        where = self.path if self.frame is None else f"{self.path} frame {self.frame}"
+        return f"{where}: {self.message}"
 
 
 def _writable(path: str | Path, overwrite: bool) -> Path:

@@ -2,7 +2,8 @@
 
 Images are decoded ahead in a background thread (`io.prefetch`, a bounded queue) and segmented
 `batch_size` at a time; each image yields its `Results` (with prompts applied) or an
-`ImageError` in its place, so one unreadable file never stops the others.
+`ImageError` in its place, so one unreadable file never stops the others. A video yields one
+item per kept frame (`vid_stride=N`: frames 0, N, 2N...), each carrying its `frame` index.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from fastsam_core.io.images import ImageSource, LoadedImage, expand_sources
 from fastsam_core.io.prefetch import prefetch_images
+from fastsam_core.io.video import VideoFrame
 from fastsam_core.predict_options import PredictOptions
 from fastsam_core.profiling import NullClock
 from fastsam_core.prompts.apply import prompt
@@ -41,8 +43,10 @@ def stream_results(
     prefetch: int,
     overrides: dict[str, Any],
 ) -> Generator[Results | ImageError, None, None]:
-    """See `Predictor.stream`; `overrides` are its keyword arguments."""
+    """See `Predictor.stream`; `overrides` are its keyword arguments (plus `vid_stride`, the
+    step between the video frames kept, which `expand_sources` takes)."""
     overrides = dict(overrides)
+    vid_stride = overrides.pop("vid_stride", 1)
     keywords = {
         k: overrides.pop(k)
         for k in list(overrides)
@@ -58,7 +62,7 @@ def stream_results(
         prompts = None if prompt_sets is None else prompt_sets[0]
     if prompts is not None and prompts.texts and clip_scorer is None:
         clip_scorer = predictor.clip_scorer  # built once, before the first image
-    items = expand_sources(source)
+    items = expand_sources(source, vid_stride)
     return _generate(predictor, items, options, prompts, clip_scorer, timer, prefetch)
 
 
@@ -72,11 +76,13 @@ def _generate(
     prefetch: int,
 ) -> Generator[Results | ImageError, None, None]:
     pending: list[LoadedImage | ImageError] = []
-    for name, decoded in prefetch_images(items, bgr=options.bgr, depth=prefetch):
+    decoded_items = prefetch_images(items, bgr=options.bgr, depth=prefetch)
+    for item, (name, decoded) in zip(items, decoded_items):
         if isinstance(decoded, LoadedImage):
             pending.append(decoded)
         else:
-            pending.append(ImageError(name, str(decoded)))
+            frame = item.index if isinstance(item, VideoFrame) else None
+            pending.append(ImageError(name, str(decoded), frame))
         if sum(isinstance(p, LoadedImage) for p in pending) == options.batch_size:
             yield from _segment(predictor, pending, options, prompts, clip_scorer, timer)
             pending = []
@@ -97,7 +103,7 @@ def _segment(
     try:
         outcomes = list(predictor.predict_images(images, options, timer=timer)) if images else []
     except _IMAGE_FAILURES as err:
-        outcomes = [ImageError(im.name, str(err)) for im in images]
+        outcomes = [ImageError(im.name, str(err), im.frame) for im in images]
     done = iter(outcomes)
     for item in pending:
         if isinstance(item, ImageError):
@@ -111,5 +117,7 @@ def _segment(
                         outcome, prompts=prompts.fit(outcome.orig_hw), clip_scorer=clip_scorer
                     )
             except _IMAGE_FAILURES as err:
-                outcome = ImageError(item.name, str(err))
+                outcome = ImageError(item.name, str(err), item.frame)
+        if isinstance(outcome, Results):
+            outcome.frame = item.frame  # the predictor and prompt rows leave it unset
         yield outcome

@@ -1,7 +1,9 @@
-"""Image input: paths, arrays, PIL images and tensors -> (H0, W0, 3) uint8 RGB tensors (spec §3.2).
+"""Image input: paths, arrays, PIL images and tensors -> (H0, W0, 3) uint8 RGB images (spec §3.2).
 
-Every accepted source becomes one `LoadedImage` holding a `(H0, W0, 3)` uint8 **RGB** tensor and a
-name used for output files. Conversions (all documented, none rejected):
+Every accepted source becomes one `LoadedImage` holding a `(H0, W0, 3)` uint8 **RGB** torch tensor
+(or, with `array=True`, a numpy array: the torch-free runtime `fastsam_core.onnxrt`) and a name
+used for output files. This module imports torch only when a tensor is made or was passed in.
+Conversions (all documented, none rejected):
 
 * files are decoded with Pillow (JPEG, PNG, WebP, BMP, TIFF...) and EXIF orientation is applied;
 * grayscale, palette, CMYK, YCbCr... are converted to RGB; an alpha channel is **dropped** (not
@@ -19,6 +21,12 @@ name used for output files. Conversions (all documented, none rejected):
 
 Directory listings skip hidden files (names starting with "."), as glob patterns do: macOS
 writes `._name.jpg` companions that are not images.
+
+Video files (`io.video.VIDEO_EXTENSIONS`, passed by name or matched by a glob; directory
+listings take images only) expand to one `VideoFrame` per kept frame, decoded by `load_image`.
+
+Image files above `max_pixels()` pixels are refused before decoding (PIL's decompression-bomb
+guard, 178,956,970 pixels unless `set_max_pixels` moved it: `io.pixel_limit`).
 """
 
 from __future__ import annotations
@@ -27,13 +35,27 @@ import contextlib
 import glob
 import io
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fastsam_core.io.pixel_limit import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from fastsam_core.io.pixel_limit import max_pixels as max_pixels
+from fastsam_core.io.pixel_limit import set_max_pixels as set_max_pixels
+from fastsam_core.io.pixel_limit import too_many_pixels
+from fastsam_core.io.video import (
+    VideoFrame,
+    check_vid_stride,
+    frame_stem,
+    is_video_path,
+    read_frame,
+    video_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +67,18 @@ _FLOAT_SLACK = 1 / 255
 
 _EXIF_ORIENTATION = 0x0112  # EXIF tag 274, what ImageOps.exif_transpose reads
 
-# One image or a sequence of them; a directory or glob string expands to its image files.
-ImageSource = str | Path | np.ndarray | Image.Image | torch.Tensor
+if TYPE_CHECKING:
+    import torch
+
+# One image or a sequence of them; a directory or glob string expands to its image files, a
+# video file to its frames.
+ImageSource = Union[str, Path, np.ndarray, Image.Image, "torch.Tensor", VideoFrame]  # noqa: UP007
+
+
+def _is_tensor(value: object) -> bool:
+    """`value` is a torch tensor (torch was imported by whoever made it; never imported here)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 @dataclass
@@ -54,14 +86,17 @@ class LoadedImage:
     """A decoded image.
 
     Attributes:
-        image: (H0, W0, 3) uint8 RGB tensor on the CPU.
+        image: (H0, W0, 3) uint8 RGB tensor on the CPU (a numpy array when loaded with
+            `array=True`).
         name: source name for output files (file path, or "image<i>" for in-memory sources).
         path: the file it came from, or None for in-memory sources.
+        frame: the frame index when `path` is a video, else None.
     """
 
-    image: torch.Tensor
+    image: Any  # torch.Tensor, or np.ndarray with array=True
     name: str
     path: Path | None = None
+    frame: int | None = None
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -85,67 +120,115 @@ def list_image_files(directory: str | Path) -> list[Path]:
     )
 
 
-def expand_sources(source: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
+def expand_sources(
+    source: ImageSource | Sequence[ImageSource], vid_stride: int = 1
+) -> list[ImageSource]:
     """Flatten a source into single-image items without decoding anything.
 
     A directory becomes its sorted image files, a glob pattern (e.g. "photos/*.jpg") its sorted
-    matches, a list/tuple its expanded items, a 4-D tensor its images. Missing paths stay in the
-    list; `load_image` reports them.
+    image and video matches, a list/tuple its expanded items, a 4-D tensor its images, a video
+    file one `VideoFrame` per `vid_stride`-th frame (0, N, 2N...; counted, not decoded). Missing
+    paths stay in the list; `load_image` reports them.
+
+    Raises:
+        ValueError: a video that cannot be read or has no frames; vid_stride < 1.
+        ImportError: a video without PyAV installed.
     """
+    check_vid_stride(vid_stride)
     if isinstance(source, (list, tuple)):
-        return [item for s in source for item in expand_sources(s)]
+        return [item for s in source for item in expand_sources(s, vid_stride)]
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
             return list(list_image_files(path))
         if not path.exists() and _has_glob_chars(str(source)):
-            matches = sorted(glob.glob(str(source), recursive=True))
-            files = [Path(m) for m in matches if Path(m).suffix.lower() in IMAGE_EXTENSIONS]
+            matches = [Path(m) for m in sorted(glob.glob(str(source), recursive=True))]
+            files = [m for m in matches if m.suffix.lower() in IMAGE_EXTENSIONS or is_video_path(m)]
             if not files:
-                raise FileNotFoundError(f"no image files match the pattern {str(source)!r}")
-            return list(files)
-        return [path]
-    if isinstance(source, torch.Tensor) and source.ndim == 4:
-        return list(source.unbind(0))
+                raise FileNotFoundError(
+                    f"no image files match the pattern {str(source)!r} (nor video files)"
+                )
+            return [item for m in files for item in _file_items(m, vid_stride)]
+        return _file_items(path, vid_stride)
+    if _is_tensor(source) and source.ndim == 4:  # type: ignore[union-attr]
+        return list(source.unbind(0))  # type: ignore[union-attr]
     return [source]  # type: ignore[list-item]  # ndarray is also a Sequence to mypy
 
 
+def _file_items(path: Path, vid_stride: int) -> list[ImageSource]:
+    """A video file's kept frames, or the path itself (an image, or a missing file)."""
+    if is_video_path(path) and path.is_file():
+        return list(video_frames(path, vid_stride))
+    return [path]
+
+
 def iter_images(
-    source: ImageSource | Sequence[ImageSource], *, bgr: bool = False
+    source: ImageSource | Sequence[ImageSource],
+    *,
+    bgr: bool = False,
+    vid_stride: int = 1,
+    array: bool = False,
 ) -> Iterator[LoadedImage]:
     """Lazily decode every image of `source` (see `expand_sources`); errors raise on bad items."""
-    for i, item in enumerate(expand_sources(source)):
-        yield load_image(item, bgr=bgr, index=i)
+    for i, item in enumerate(expand_sources(source, vid_stride)):
+        yield load_image(item, bgr=bgr, index=i, array=array)
 
 
 def load_images(
-    source: ImageSource | Sequence[ImageSource], *, bgr: bool = False
+    source: ImageSource | Sequence[ImageSource],
+    *,
+    bgr: bool = False,
+    vid_stride: int = 1,
+    array: bool = False,
 ) -> list[LoadedImage]:
     """Decode every image of `source` (see `expand_sources`) into a list."""
-    items = list(iter_images(source, bgr=bgr))
+    items = list(iter_images(source, bgr=bgr, vid_stride=vid_stride, array=array))
     if not items:
         raise ValueError(f"no images found in {source!r}; expected image files {IMAGE_EXTENSIONS}")
     return items
 
 
-def load_image(source: ImageSource, *, bgr: bool = False, index: int = 0) -> LoadedImage:
-    """Decode one image source into a (H0, W0, 3) uint8 RGB tensor.
+def load_image(
+    source: ImageSource, *, bgr: bool = False, index: int = 0, array: bool = False
+) -> LoadedImage:
+    """Decode one image source into a (H0, W0, 3) uint8 RGB tensor (numpy array if `array`).
 
     Args:
         source: a file path, a numpy array (H, W), (H, W, 1|3|4) uint8/uint16/bool/float in
-            [0, 1], a PIL image, or a torch tensor (3, H, W) / (H, W, 3) uint8/bool/float in
-            [0, 1].
+            [0, 1], a PIL image, a torch tensor (3, H, W) / (H, W, 3) uint8/bool/float in
+            [0, 1], or a `VideoFrame` (from `expand_sources` of a video).
         bgr: numpy arrays only: the channels are in BGR order (as from OpenCV).
         index: position in a batch, used to name in-memory sources ("image<index>").
+        array: keep the image a numpy array (never imports torch).
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: unreadable/corrupt file, zero-size image, wrong shape, float values outside
-            [0, 1], NaN.
+        ValueError: unreadable/corrupt file or video frame, more pixels than `max_pixels()`,
+            zero-size image, wrong shape, float values outside [0, 1], NaN.
         TypeError: unsupported source type or dtype.
     """
+    loaded = _decode(source, bgr, index)
+    if not array:
+        import torch
+
+        loaded.image = torch.from_numpy(loaded.image)
+    return loaded
+
+
+def _decode(source: ImageSource, bgr: bool, index: int) -> LoadedImage:
+    """`load_image` with the image as a numpy array."""
+    if isinstance(source, VideoFrame):
+        path = Path(source.path)
+        return LoadedImage(read_frame(source), str(path), path, source.index)
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if is_video_path(path) and not path.exists():
+            raise FileNotFoundError(f"video file not found: {path}")
+        if is_video_path(path) and path.is_file():
+            raise ValueError(
+                f"{path} is a video: pass it through expand_sources (or to Predictor / "
+                "Predictor.stream), which yields one VideoFrame per frame"
+            )
         return LoadedImage(_read_file(path), str(path), path)
     name = f"image{index}"
     if isinstance(source, Image.Image):
@@ -155,7 +238,7 @@ def load_image(source: ImageSource, *, bgr: bool = False, index: int = 0) -> Loa
             raise ValueError(f"cannot decode PIL image {name}: {err}") from err
     if isinstance(source, np.ndarray):
         return LoadedImage(_from_numpy(source, bgr=bgr, name=name), name)
-    if isinstance(source, torch.Tensor):
+    if _is_tensor(source):
         return LoadedImage(_from_tensor(source, name), name)
     raise TypeError(
         f"unsupported image source type {type(source).__name__}; expected a path, numpy array, "
@@ -175,7 +258,7 @@ def image_hw(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
-def _read_file(path: Path) -> torch.Tensor:
+def _read_file(path: Path) -> np.ndarray:
     with _open_file(path) as opened:
         frames = getattr(opened, "n_frames", 1)
         if frames > 1 and str(path) not in _warned_frames:  # animated GIF/PNG/WebP, TIFF pages
@@ -209,20 +292,22 @@ def open_image(source: Path | bytes, name: str = "upload") -> Iterator[Image.Ima
     try:
         with Image.open(stream) as opened:
             yield opened
+    except Image.DecompressionBombError as err:  # over max_pixels() (`io.pixel_limit`)
+        raise ValueError(too_many_pixels(name, err)) from err
     except UnidentifiedImageError as err:
         raise ValueError(f"cannot read image {name}: {err}") from err
     except ImportError as err:
         # Other libraries (ultralytics, pillow plugins) patch `Image.open` with fallbacks that
         # raise it for undecodable files; it still means "not an image we can read".
         raise ValueError(f"cannot read image {name}: {err}") from UnidentifiedImageError(str(err))
-    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+    except (OSError, SyntaxError) as err:
         raise ValueError(f"cannot read image {name}: {err}") from err
 
 
 _open_file = open_image  # files only, by path (kept for the callers in this module)
 
 
-def _from_pil(img: Image.Image, name: str) -> torch.Tensor:
+def _from_pil(img: Image.Image, name: str) -> np.ndarray:
     if img.width == 0 or img.height == 0:
         raise ValueError(f"image {name} has zero size ({img.width}x{img.height})")
     mode = img.mode
@@ -238,10 +323,10 @@ def _from_pil(img: Image.Image, name: str) -> torch.Tensor:
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")  # palette transparency becomes alpha, then alpha is dropped
     rgb = np.asarray(img.convert("RGB"))  # (H, W, 3) uint8; RGBA -> RGB drops alpha
-    return torch.from_numpy(rgb.copy())
+    return rgb.copy()
 
 
-def _from_numpy(arr: np.ndarray, *, bgr: bool, name: str) -> torch.Tensor:
+def _from_numpy(arr: np.ndarray, *, bgr: bool, name: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 2:
@@ -265,7 +350,7 @@ def _from_numpy(arr: np.ndarray, *, bgr: bool, name: str) -> torch.Tensor:
     arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:  # e.g. np.frombuffer / cv2 views: torch needs writable memory
         arr = arr.copy()
-    return torch.from_numpy(arr)
+    return arr
 
 
 def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
@@ -291,7 +376,9 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     )
 
 
-def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
+def _from_tensor(t: torch.Tensor, name: str) -> np.ndarray:
+    import torch
+
     if t.device.type == "meta" or t.layout != torch.strided:
         raise ValueError(
             f"tensor image {name} must be a dense tensor with data, got layout {t.layout} on "
@@ -317,5 +404,8 @@ def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def source_stem(loaded: LoadedImage) -> str:
-    """File-name stem for outputs: the file's stem, or the in-memory name."""
+    """File-name stem for outputs: the file's stem ("clip_f000012" for frame 12 of clip.mp4),
+    or the in-memory name."""
+    if loaded.path is not None and loaded.frame is not None:
+        return frame_stem(loaded.path, loaded.frame)
     return loaded.path.stem if loaded.path is not None else loaded.name

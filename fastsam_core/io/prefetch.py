@@ -10,11 +10,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fastsam_core.io.images import ImageSource, LoadedImage, load_image
+from fastsam_core.io.video import VideoFrame
 
 _END = object()
 
 
 def _name(item: ImageSource, index: int) -> str:
+    """What `load_image` names the item: its file (a video frame: the video), else image<i>."""
+    if isinstance(item, VideoFrame):
+        return str(item.path)
     return str(item) if isinstance(item, (str, Path)) else f"image{index}"
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
-from fastsam_core.io import expand_sources, image_hw, list_image_files, load_image, load_images
+from fastsam_core.io import (
+    expand_sources,
+    image_hw,
+    list_image_files,
+    load_image,
+    load_images,
+    max_pixels,
+    set_max_pixels,
+)
+from fastsam_core.io.pixel_limit import DEFAULT_MAX_PIXELS
+from tests.support.photos import PHOTOS_DIR
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, size=(7, 11, 3), dtype=np.uint8)  # (H, W, 3)
@@ -321,3 +334,93 @@ def test_multi_frame_image_warns_and_uses_the_first_frame(tmp_path, caplog):
         loaded = load_image(path)
     assert "has 2 frames; segmenting the first only" in caplog.text
     assert tuple(loaded.image[0, 0].tolist())[0] > 200  # red: frame 1
+
+
+# ---------------------------------------------------------------------------- pixel limit
+def _black_png(path: Path, width: int, height: int) -> Path:
+    """A 1-bit black PNG written row by row: a 180 MP file in ~25 kB, made in a fraction of a
+    second without holding its pixels in memory."""
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte 0, then the packed bits
+    packer = zlib.compressobj(1)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grayscale
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.fixture
+def pixel_limit(monkeypatch: pytest.MonkeyPatch):
+    """set_max_pixels changes process-wide state: restore PIL's limit and the warning filters."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    with warnings.catch_warnings():
+        yield
+
+
+def test_huge_image_refused_by_default_and_read_with_max_pixels(
+    tmp_path: Path, pixel_limit
+) -> None:
+    huge = _black_png(tmp_path / "huge.png", 15_000, 12_100)  # 181.5 MP > PIL's 178.96 MP
+    one_line = (
+        r"cannot read image .*huge\.png: 181,500,000 pixels \(181\.5 MP\), over the limit of "
+        r"178,956,970 pixels .*pass --max-pixels 181500000 or more \(0: no limit\)"
+    )
+    assert max_pixels() == DEFAULT_MAX_PIXELS == 178_956_970  # PIL's own refusal point
+    with pytest.raises(ValueError, match=one_line) as caught:
+        load_image(huge)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match=one_line):
+        image_hw(huge)
+    set_max_pixels(200_000_000)
+    with warnings.catch_warnings(record=True) as shown:
+        assert image_hw(huge) == (12_100, 15_000)  # opened: the header says its size
+    assert not [w for w in shown if w.category is Image.DecompressionBombWarning]
+    set_max_pixels(100_000_000)  # now our check refuses, with the same message
+    with pytest.raises(ValueError, match=r"huge\.png: 181,500,000 pixels .* of 100,000,000"):
+        load_image(huge)
+
+
+def test_set_max_pixels_limits_and_lifts(tmp_path: Path, pixel_limit) -> None:
+    Image.fromarray(RGB).save(tmp_path / "small.png")  # 7 x 11 = 77 pixels
+    set_max_pixels(76)
+    with pytest.raises(ValueError, match=r"small\.png: 77 pixels .* of 76 pixels"):
+        load_image(tmp_path / "small.png")
+    set_max_pixels(77)
+    assert np.array_equal(load_image(tmp_path / "small.png").image.numpy(), RGB)
+    for off in (0, None, "none", "0"):
+        set_max_pixels(50)
+        set_max_pixels(off)
+        assert max_pixels() is None
+        assert load_image(tmp_path / "small.png").hw == (7, 11)
+    set_max_pixels("2.5e8")
+    assert max_pixels() == 250_000_000
+    for bad in (-1, "lots", "1.5", 2.5, True):
+        with pytest.raises(ValueError, match="max pixels must be an integer >= 0"):
+            set_max_pixels(bad)  # type: ignore[arg-type]
+
+
+def test_decoding_to_arrays_never_imports_torch() -> None:
+    """The torch-free runtime (`fastsam_core.onnxrt`) decodes through this module: with
+    `array=True` a directory of photos decodes to numpy arrays while `import torch` raises."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch': raise ImportError('torch is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from fastsam_core.io.images import load_images\n"
+        f"images = load_images({str(PHOTOS_DIR)!r}, array=True)\n"
+        "print(len(images), type(images[0].image).__name__, images[0].image.dtype)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(len(list(PHOTOS_DIR.glob("*.jpg")))), "ndarray", "uint8"]
