@@ -167,6 +167,7 @@ def _empty_box_rows(results: Results, box_ids: torch.Tensor) -> PromptResults:
         orig_hw=results.orig_hw,
         names=results.names,
         path=results.path,
+        frame=results.frame,
         orig_image=results.orig_image,
         mask_window=results.mask_window,
         prompt_scores=torch.zeros(num),
@@ -190,6 +191,7 @@ def _concat(results: Results, pieces: list[PromptResults]) -> PromptResults:
         orig_hw=results.orig_hw,
         names=results.names,
         path=results.path,
+        frame=results.frame,
         orig_image=results.orig_image,
         mask_window=results.mask_window,
         prompt_scores=torch.cat([p.prompt_scores for p in pieces]),  # type: ignore[misc]
@@ -222,6 +224,7 @@ def _union_row(results: Results, mask: CompactMasks, setters: torch.Tensor) -> P
         orig_hw=results.orig_hw,
         names=results.names,
         path=results.path,
+        frame=results.frame,
         orig_image=results.orig_image,
         mask_window=results.mask_window,
         prompt_scores=results.scores.cpu()[best : best + 1],
