@@ -3,6 +3,8 @@
 The public names below load on first use (PEP 562 module `__getattr__`): `import fastsam_core`
 imports neither torch nor any optional package, so `fastsam --help` and tools that only read
 `__version__` start at once; `fastsam_core.Predictor` imports the predictor (and torch) then.
+`fastsam_core.OnnxPredictor` runs exported `.onnx` graphs without torch (numpy, Pillow,
+onnxruntime; `fastsam_core.onnxrt`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _EXPORTS = {
     "fastsam_s": "fastsam_core.model",
     "fastsam_x": "fastsam_core.model",
     "fuse_conv_bn": "fastsam_core.model",
+    "OnnxPredictor": "fastsam_core.onnxrt.predictor",
     "Predictor": "fastsam_core.predictor",
     "Results": "fastsam_core.results",
     "load_config": "fastsam_core.weights",
@@ -40,6 +43,7 @@ __all__ = [
     "MODEL_REGISTRY",
     "SCALES",
     "CompactMasks",
+    "OnnxPredictor",
     "Predictor",
     "Results",
     "SegOutput",
@@ -81,6 +85,7 @@ if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
         fastsam_x,
         fuse_conv_bn,
     )
+    from fastsam_core.onnxrt.predictor import OnnxPredictor
     from fastsam_core.predictor import Predictor
     from fastsam_core.results import Results
     from fastsam_core.weights import load_config, load_model

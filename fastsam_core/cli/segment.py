@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fastsam_core.cli._onnx_segment import is_onnx_model, onnx_predictor, onnx_prompts
 from fastsam_core.cli._prompt_args import add_prompt_arguments, clip_settings, parse_prompt_flags
 from fastsam_core.cli._segment_outputs import (
     COCO_IMAGES,
@@ -57,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         default="fastsam-x",
-        help="fastsam-s, fastsam-x (downloaded once) or a .pt/.safetensors path",
+        help="fastsam-s, fastsam-x (downloaded once), a .pt/.safetensors path, or an .onnx graph "
+        "from `fastsam export` (runs without PyTorch)",
     )
     parser.add_argument(
         "--imgsz",
@@ -183,9 +185,12 @@ def _check_out_dir(out_dir: Path) -> None:
         )
 
 
-def _expand(sources: list[str]) -> tuple[list[Any], int]:
+def _expand(sources: list[str], onnx: bool = False) -> tuple[list[Any], int]:
     """(image files of every source, number of sources that gave none, each reported)."""
-    from fastsam_core.io.images import IMAGE_EXTENSIONS, expand_sources
+    if onnx:  # the torch-free runtime's source expansion
+        from fastsam_core.onnxrt.decode import IMAGE_EXTENSIONS, expand_sources
+    else:
+        from fastsam_core.io.images import IMAGE_EXTENSIONS, expand_sources
 
     items: list[Any] = []
     failures = 0
@@ -236,11 +241,12 @@ def run(args: argparse.Namespace) -> int:
     # Everything the user typed is checked before the model loads: formats, prompts, --out, inputs.
     formats = _parse_formats(args.format)
     plot = _plot_options(args.overlay, args.alpha)
-    prompts = parse_prompt_flags(args)
+    onnx = is_onnx_model(args.model)  # an exported graph: the torch-free runtime
+    prompts = onnx_prompts(args) if onnx else parse_prompt_flags(args)
     plot["prompts"] = prompts if plot["prompts"] else None
     out_dir = Path(args.out)
     _check_out_dir(out_dir)
-    items, failures = _expand(args.sources)
+    items, failures = _expand(args.sources, onnx)
     stems = _unique_stems(items)
     ids = image_ids(items, args.coco_gt)
     dataset = bool({"jsonl", "coco"} & set(formats))
@@ -262,22 +268,28 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # type: ignore[import-untyped]
 
     from fastsam_core.export.jsonl import append_line, open_journal
-    from fastsam_core.predictor import Predictor
-    from fastsam_core.results import ImageError
 
-    predictor = Predictor(
-        args.model,
-        device=args.device,
-        imgsz=args.imgsz,
-        conf=args.conf,
-        iou=args.iou,
-        max_det=args.max_det,
-        retina_masks=args.retina,
-        postprocess=args.postprocess,
-        mask_backend=args.mask_backend,
-        fast=False if args.fast == "off" else args.fast,
-        clip=clip_settings(args),
-    )
+    if onnx:
+        from fastsam_core.onnxrt.results import ImageError
+
+        predictor = onnx_predictor(args)
+    else:
+        from fastsam_core.predictor import Predictor
+        from fastsam_core.results import ImageError  # type: ignore[assignment]
+
+        predictor = Predictor(
+            args.model,
+            device=args.device,
+            imgsz=args.imgsz,
+            conf=args.conf,
+            iou=args.iou,
+            max_det=args.max_det,
+            retina_masks=args.retina,
+            postprocess=args.postprocess,
+            mask_backend=args.mask_backend,
+            fast=False if args.fast == "off" else args.fast,
+            clip=clip_settings(args),
+        )
     if prompts is not None and prompts.texts:
         predictor.clip_scorer  # noqa: B018  built once for the run: a missing model fails here
     out_dir.mkdir(parents=True, exist_ok=True)

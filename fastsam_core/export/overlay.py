@@ -11,14 +11,15 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from fastsam_core.compact_masks import CompactMasks
+from fastsam_core.export.arrays import as_numpy
 
 if TYPE_CHECKING:
+    from fastsam_core.compact_masks import CompactMasks
+    from fastsam_core.onnxrt.compact import NumpyCompactMasks
     from fastsam_core.prompts.prompt_set import Prompts
     from fastsam_core.results import Results
 
@@ -60,17 +61,17 @@ def _blend_window(
 
 
 def render_overlay(
-    image: torch.Tensor | np.ndarray,
-    masks: CompactMasks,
+    image: Any,
+    masks: CompactMasks | NumpyCompactMasks,
     alpha: float = 0.6,
     contours: bool = True,
     seed: int = 0,
     contour_color: Sequence[int] = (0, 0, 255),
-    boxes: torch.Tensor | np.ndarray | None = None,
+    boxes: Any = None,
     labels: Sequence[str] | None = None,
-    prompt_boxes: torch.Tensor | np.ndarray | None = None,
-    prompt_points: torch.Tensor | np.ndarray | None = None,
-    point_labels: torch.Tensor | np.ndarray | None = None,
+    prompt_boxes: Any = None,
+    prompt_points: Any = None,
+    point_labels: Any = None,
 ) -> np.ndarray:
     """Blend masks over an RGB image, optionally with boxes, labels and prompt markers.
 
@@ -96,7 +97,7 @@ def render_overlay(
     """
     from fastsam_core.export.markers import draw_box, draw_label, draw_point
 
-    img = image.cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    img = as_numpy(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {img.dtype} {img.shape}")
     if tuple(img.shape[:2]) != masks.image_hw:
@@ -116,19 +117,19 @@ def render_overlay(
     regions = masks.regions.tolist()
     # Painting largest first leaves the smallest covering mask on top (the official plot's
     # area-ascending rule); stable sort: among equal areas the earlier mask ends on top.
-    areas = masks.areas().numpy()
+    areas = as_numpy(masks.areas())
     for i in reversed(np.argsort(areas, kind="stable").tolist()):
-        crop = masks.crop(i).numpy()
+        crop = as_numpy(masks.crop(i))
         if crop.size:
             _blend_window(out, img, crop, regions[i], colours[i], alpha)
     if contours:
         colour = np.asarray(contour_color, dtype=np.uint8)
         for i in range(n):
             x0, y0, x1, y1 = regions[i]
-            crop = masks.crop(i).numpy()
+            crop = as_numpy(masks.crop(i))
             if crop.size:
                 out[y0:y1, x0:x1][_border(crop)] = colour
-    label_boxes = regions if boxes is None else np.asarray(boxes, dtype=np.float64).tolist()
+    label_boxes = regions if boxes is None else as_numpy(boxes).astype(np.float64).tolist()
     if boxes is not None:
         for i, box in enumerate(label_boxes):
             draw_box(out, box, colours[i].astype(np.uint8))
@@ -136,11 +137,11 @@ def render_overlay(
         for i, text in enumerate(labels):
             draw_label(out, text, label_boxes[i][:2], colours[i].astype(np.uint8))
     if prompt_boxes is not None:
-        for box in np.asarray(prompt_boxes, dtype=np.float64).reshape(-1, 4).tolist():
+        for box in as_numpy(prompt_boxes).astype(np.float64).reshape(-1, 4).tolist():
             draw_box(out, box, np.array([255, 255, 255], dtype=np.uint8))
     if prompt_points is not None:
-        points = np.asarray(prompt_points, dtype=np.float64).reshape(-1, 2)
-        fg = np.ones(len(points)) if point_labels is None else np.asarray(point_labels)
+        points = as_numpy(prompt_points).astype(np.float64).reshape(-1, 2)
+        fg = np.ones(len(points)) if point_labels is None else as_numpy(point_labels)
         for (x, y), positive in zip(points.tolist(), fg.reshape(-1).tolist()):
             draw_point(out, (x, y), positive > 0)
     return out
@@ -182,11 +183,11 @@ def plot_results(
     )
 
 
-def save_png(array: np.ndarray | torch.Tensor, path: str | Path, overwrite: bool = False) -> Path:
+def save_png(array: Any, path: str | Path, overwrite: bool = False) -> Path:
     """Write an (H, W, 3) or (H, W) uint8 array as PNG with Pillow; never replaces silently."""
     from PIL import Image
 
-    arr = array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    arr = as_numpy(array)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise ValueError(
             f"PNG array must be (H, W, 3) or (H, W) uint8, got {arr.dtype} {arr.shape}"

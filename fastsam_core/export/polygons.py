@@ -16,13 +16,17 @@ hole rings are returned as two separate lists, as COCO polygons cannot express h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+from fastsam_core.export.arrays import as_numpy
 
 if TYPE_CHECKING:
     from fastsam_core.compact_masks import CompactMasks
+    from fastsam_core.onnxrt.compact import NumpyCompactMasks
+
+    AnyCompactMasks = CompactMasks | NumpyCompactMasks
 
 # Clockwise neighbour ring on screen (row, col), starting west: W, NW, N, NE, E, SE, S, SW.
 _RING = ((0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1))
@@ -140,7 +144,7 @@ def _simplify(points: np.ndarray) -> np.ndarray:
 
 
 def crop_polygons(
-    crop: torch.Tensor | np.ndarray, offset: Sequence[int] = (0, 0), simplify: bool = True
+    crop: Any, offset: Sequence[int] = (0, 0), simplify: bool = True
 ) -> list[np.ndarray]:
     """Outer contour polygons of a bool crop whose top-left pixel sits at image (x0, y0).
 
@@ -151,7 +155,7 @@ def crop_polygons(
     Returns:
         One (K, 2) float64 array of xy pixel centres per 8-connected component (K >= 1).
     """
-    arr = crop.cpu().numpy() if isinstance(crop, torch.Tensor) else np.asarray(crop)
+    arr = as_numpy(crop)
     if arr.ndim != 2:
         raise ValueError(f"mask must have shape (H, W), got {arr.shape}")
     arr = arr.astype(bool)
@@ -173,11 +177,11 @@ def crop_polygons(
 
 
 def crop_rings(
-    crop: torch.Tensor | np.ndarray, offset: Sequence[int] = (0, 0), simplify: bool = True
+    crop: Any, offset: Sequence[int] = (0, 0), simplify: bool = True
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(outer rings, hole rings) of a bool crop: `crop_polygons` plus one ring per hole (see
     the module docstring), both as (K, 2) float64 xy arrays offset by (x0, y0)."""
-    arr = crop.cpu().numpy() if isinstance(crop, torch.Tensor) else np.asarray(crop)
+    arr = as_numpy(crop)
     outer = crop_polygons(arr, offset, simplify)
     if not outer:
         return [], []
@@ -187,20 +191,22 @@ def crop_rings(
 
 
 def compact_mask_rings(
-    masks: CompactMasks, simplify: bool = True
+    masks: AnyCompactMasks, simplify: bool = True
 ) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
     """(outer rings, hole rings) of every mask of a CompactMasks (see `crop_rings`)."""
+    masks = masks.to("cpu")
     regions = masks.regions.tolist()
     return [crop_rings(masks.crop(i), regions[i][:2], simplify) for i in range(len(masks))]
 
 
-def mask_polygons(mask: torch.Tensor | np.ndarray, simplify: bool = True) -> list[np.ndarray]:
+def mask_polygons(mask: Any, simplify: bool = True) -> list[np.ndarray]:
     """Outer contour polygons of a dense (H, W) mask (see `crop_polygons`)."""
     return crop_polygons(mask, (0, 0), simplify)
 
 
-def compact_mask_polygons(masks: CompactMasks, simplify: bool = True) -> list[list[np.ndarray]]:
-    """Polygons of every mask of a CompactMasks, each traced on its crop only."""
+def compact_mask_polygons(masks: AnyCompactMasks, simplify: bool = True) -> list[list[np.ndarray]]:
+    """Polygons of every mask of a CompactMasks (torch or numpy), each traced on its crop only."""
+    masks = masks.to("cpu")
     regions = masks.regions.tolist()
     return [crop_polygons(masks.crop(i), regions[i][:2], simplify) for i in range(len(masks))]
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fastsam_core.onnxrt.results import NumpyResults
     from fastsam_core.results import Results
 
 
-def mask_records(results: Results) -> list[dict[str, Any]]:
-    """One JSON-ready record per mask of `results` (see the module docstring)."""
+def mask_records(results: Results | NumpyResults) -> list[dict[str, Any]]:
+    """One JSON-ready record per mask of `results` (torch or runtime Results; see the module
+    docstring). Prompt rows are recognised by their `prompt_kinds` column."""
     from fastsam_core.export.rle import encode_masks
-    from fastsam_core.results import PromptResults
 
     masks = results.masks_original()
     rles = encode_masks(masks)
@@ -67,14 +68,13 @@ def mask_records(results: Results) -> list[dict[str, Any]]:
                 "segmentation": rles[i],
             }
         )
-    if isinstance(results, PromptResults):
-        assert results.prompt_scores is not None and results.prompt_ids is not None
-        assert results.source_ids is not None  # all set in PromptResults.__post_init__
+    prompt_kinds = getattr(results, "prompt_kinds", None)  # PromptResults (torch or numpy)
+    if prompt_kinds is not None:
         columns = zip(
-            results.prompt_kinds,
-            results.prompt_ids.tolist(),
-            results.prompt_scores.tolist(),
-            results.source_ids.tolist(),
+            prompt_kinds,
+            results.prompt_ids.tolist(),  # type: ignore[union-attr]
+            results.prompt_scores.tolist(),  # type: ignore[union-attr]
+            results.source_ids.tolist(),  # type: ignore[union-attr]
         )
         for record, (kind, prompt_id, prompt_score, source_id) in zip(records, columns):
             record.update(
@@ -86,7 +86,7 @@ def mask_records(results: Results) -> list[dict[str, Any]]:
     return records
 
 
-def results_document(results: Results) -> dict[str, Any]:
+def results_document(results: Results | NumpyResults) -> dict[str, Any]:
     """`Results.to_json()`: image info, class names and `mask_records`."""
     height, width = results.orig_hw
     return {

@@ -17,22 +17,22 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+from fastsam_core.export.arrays import as_numpy
 
 if TYPE_CHECKING:
     from fastsam_core.compact_masks import CompactMasks
+    from fastsam_core.onnxrt.compact import NumpyCompactMasks
 
 # A signed 64-bit count needs at most 13 groups of 5 bits.
 _MAX_GROUPS = 13
 
 
-def crop_run_boundaries(
-    crop: torch.Tensor, region: Sequence[int], image_hw: Sequence[int]
-) -> np.ndarray:
+def crop_run_boundaries(crop: Any, region: Sequence[int], image_hw: Sequence[int]) -> np.ndarray:
     """Column-major image indices where the mask value toggles, from a crop alone.
 
     Args:
-        crop: (h, w) bool mask of the region, on any device.
+        crop: (h, w) bool mask of the region (numpy array or torch tensor on any device).
         region: (x0, y0, x1, y1) integer, inside the frame, h = y1 - y0, w = x1 - x0.
         image_hw: (H, W) of the frame.
     Returns:
@@ -40,17 +40,19 @@ def crop_run_boundaries(
     """
     height = int(image_hw[0])
     x0, y0 = int(region[0]), int(region[1])
-    h, w = crop.shape
+    arr = as_numpy(crop)
+    h, w = arr.shape
     if h == 0 or w == 0:
         return np.zeros(0, dtype=np.int64)
     # Each crop column padded with background above and below: (w, h + 2), column-major.
-    columns = torch.zeros((w, h + 2), dtype=torch.int8, device=crop.device)
-    columns[:, 1:-1] = crop.t()
+    # numpy, not torch: 6-15x faster on CPU here (300x400 crop: 0.46 vs 3.7 ms).
+    columns = np.zeros((w, h + 2), dtype=np.int8)
+    columns[:, 1:-1] = arr.T
     flat = columns.reshape(-1)  # (w * (h + 2),)
-    changed = (flat[1:] != flat[:-1]).nonzero().flatten() + 1  # positions in the padded layout
-    col, row = changed // (h + 2), changed % (h + 2)
+    changed = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # positions in the padded layout
+    col, row = np.divmod(changed, h + 2)
     # Padded row j of crop column c is image pixel (x0 + c, y0 + j - 1).
-    toggles = ((x0 + col) * height + (y0 + row - 1)).cpu().numpy().astype(np.int64)
+    toggles = ((x0 + col) * height + (y0 + row - 1)).astype(np.int64)
     # A full-height crop (h == H) puts its padding rows on real pixels: a run ending at the
     # bottom of column c and one starting at the top of column c + 1 then yield the same
     # position twice; the two toggles cancel (the run simply continues).
@@ -119,13 +121,11 @@ def string_to_counts(text: str | bytes) -> np.ndarray:
     return np.asarray(counts, dtype=np.int64)
 
 
-def encode_crop(
-    crop: torch.Tensor, region: Sequence[int], image_hw: Sequence[int]
-) -> dict[str, Any]:
+def encode_crop(crop: Any, region: Sequence[int], image_hw: Sequence[int]) -> dict[str, Any]:
     """COCO compressed RLE of a mask given as a crop of its region (never densified).
 
     Args:
-        crop: (h, w) bool mask inside region.
+        crop: (h, w) bool mask inside region (numpy array or torch tensor).
         region: (x0, y0, x1, y1) integer, 0 <= x0 <= x1 <= W, 0 <= y0 <= y1 <= H.
         image_hw: (H, W) of the image.
     Returns:
@@ -137,29 +137,29 @@ def encode_crop(
         raise ValueError(
             f"region must lie inside the {height}x{width} image, got {[x0, y0, x1, y1]}"
         )
-    if tuple(crop.shape) != (y1 - y0, x1 - x0):
+    arr = as_numpy(crop)
+    if tuple(arr.shape) != (y1 - y0, x1 - x0):
         raise ValueError(
             f"crop must have shape (y1 - y0, x1 - x0) = {(y1 - y0, x1 - x0)}, "
-            f"got {tuple(crop.shape)}"
+            f"got {tuple(arr.shape)}"
         )
-    toggles = crop_run_boundaries(crop.bool(), (x0, y0, x1, y1), (height, width))
+    toggles = crop_run_boundaries(arr.astype(bool, copy=False), (x0, y0, x1, y1), (height, width))
     counts = toggles_to_counts(toggles, height * width)
     return {"size": [height, width], "counts": counts_to_string(counts)}
 
 
-def encode_dense(mask: torch.Tensor | np.ndarray) -> dict[str, Any]:
-    """COCO compressed RLE of one dense (H, W) mask."""
-    mask_t = (
-        mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))
-    )
-    if mask_t.ndim != 2:
-        raise ValueError(f"mask must have shape (H, W), got {tuple(mask_t.shape)}")
-    height, width = mask_t.shape
-    return encode_crop(mask_t.bool(), (0, 0, width, height), (height, width))
+def encode_dense(mask: Any) -> dict[str, Any]:
+    """COCO compressed RLE of one dense (H, W) mask (numpy array or torch tensor)."""
+    arr = as_numpy(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"mask must have shape (H, W), got {tuple(arr.shape)}")
+    height, width = arr.shape
+    return encode_crop(arr, (0, 0, width, height), (height, width))
 
 
-def encode_masks(masks: CompactMasks) -> list[dict[str, Any]]:
-    """COCO RLE for every mask of a CompactMasks, each from its crop."""
+def encode_masks(masks: CompactMasks | NumpyCompactMasks) -> list[dict[str, Any]]:
+    """COCO RLE for every mask of a CompactMasks (torch or numpy), each from its crop."""
+    masks = masks.to("cpu")  # one transfer, not one per crop
     regions = masks.regions.tolist()
     return [encode_crop(masks.crop(i), regions[i], masks.image_hw) for i in range(len(masks))]
 
