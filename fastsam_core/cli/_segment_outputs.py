@@ -1,5 +1,6 @@
-"""Output files of `fastsam segment`: each image's output set (temporary files renamed only when
-all are written), the run journal and the COCO dataset files (see `cli.segment`)."""
+"""Output files of `fastsam segment` and `fastsam label`: each image's output set (temporary
+files renamed only when all are written), the run journal and the COCO dataset files (see
+`cli.segment`, `cli.label`)."""
 
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def image_ids(items: list[Any], gt: str | None) -> list[int]:
     return [by_name[Path(item).name] for item in items]
 
 
-def _write_atomic(out_dir: Path, name: str, text: str) -> None:
+def write_atomic(out_dir: Path, name: str, text: str) -> None:
+    """Replace `out_dir/name` with `text` at once (a temporary file renamed into place)."""
     target = out_dir / name
     tmp = _exclusive_temp(out_dir, target)
     try:
@@ -130,15 +132,18 @@ def write_coco(out_dir: Path, stems: list[str], names: tuple[str, ...]) -> None:
     lines, _ = read_journal(out_dir / JOURNAL)
     by_stem = {line["stem"]: line for line in lines}
     ordered = [by_stem[s] for s in stems if s in by_stem]
-    _write_atomic(out_dir, COCO_RESULTS, json.dumps(coco_results(ordered)))
-    _write_atomic(out_dir, COCO_IMAGES, json.dumps(coco_images(ordered, names)))
+    write_atomic(out_dir, COCO_RESULTS, json.dumps(coco_results(ordered)))
+    write_atomic(out_dir, COCO_IMAGES, json.dumps(coco_images(ordered, names)))
 
 
-def remove_stale_temps(out_dir: Path, stems: list[str], formats: list[str]) -> int:
-    """Delete temporary files a killed run left for this run's outputs (`--skip-existing`):
-    only names `_exclusive_temp` makes for them (`.<name>.<random><suffix>`)."""
+def remove_stale_temps(
+    out_dir: Path, stems: list[str], formats: list[str], extra: tuple[str, ...] = ()
+) -> int:
+    """Delete temporary files a killed run left for this run's outputs (`--skip-existing`,
+    `fastsam label`): only names `_exclusive_temp` makes for them (`.<name>.<random><suffix>`),
+    for per-image outputs, the dataset files and the `extra` file names."""
     targets = [out_dir / f"{stem}{SUFFIXES[f]}" for stem in stems for f in formats if f in SUFFIXES]
-    targets += [out_dir / COCO_RESULTS, out_dir / COCO_IMAGES]
+    targets += [out_dir / name for name in (COCO_RESULTS, COCO_IMAGES, JOURNAL, *extra)]
     removed = 0
     for target in targets:
         for tmp in out_dir.glob(f".{glob.escape(target.stem)}.*{target.suffix}"):

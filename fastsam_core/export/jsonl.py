@@ -1,8 +1,10 @@
-"""The run journal of `fastsam segment --format jsonl|coco`: one JSON line per finished image.
+"""The run journal of `fastsam segment --format jsonl|coco` and `fastsam label`: one JSON line
+per finished image.
 
-Each line is `Results.to_json()` plus `image_id`, `file_name` and the output `stem`, written
-with one `write` and flushed as the image finishes, so the file always tells which images are
-done. A run killed mid-line leaves a truncated last line: `read_journal` ignores it and
+Each line is `journal_line(...)`: `image_id`, `file_name`, the output `stem` (the manifest key of
+a resumed run) and `Results.to_json()`, written with one `write` and flushed as the image (or,
+for `fastsam label`, its batch) finishes, so the file always tells which images are done. A run
+killed mid-line leaves a truncated last line: `read_journal` ignores it and
 `open_journal(resume=True)` cuts it off before appending.
 """
 
@@ -48,8 +50,27 @@ def open_journal(path: str | Path, resume: bool) -> IO[str]:
     return target.open("w", encoding="utf-8")
 
 
+def journal_line(
+    image_id: int, file_name: str, stem: str, document: dict[str, Any], frame: int | None = None
+) -> dict[str, Any]:
+    """One journal line: the image's COCO id, source name, output stem and, for a video frame,
+    its `frame` index, then `document` (`Results.to_json()`: image info, names, annotations)."""
+    head: dict[str, Any] = {"image_id": image_id, "file_name": file_name, "stem": stem}
+    if frame is not None:
+        head["frame"] = frame
+    return head | document
+
+
 def append_line(handle: IO[str], line: dict[str, Any]) -> None:
     """Write one line in one call and flush it to the OS (it survives a killed process)."""
-    handle.write(json.dumps(line) + "\n")
+    append_lines(handle, [line])
+
+
+def append_lines(handle: IO[str], lines: list[dict[str, Any]]) -> None:
+    """Write lines (e.g. one batch's) in one call and flush them to the OS. A kill in the
+    middle of the write may leave a truncated last line: `read_journal` drops it."""
+    if not lines:
+        return
+    handle.write("".join(json.dumps(line) + "\n" for line in lines))
     handle.flush()
     os.fsync(handle.fileno())
