@@ -18,6 +18,7 @@ from fastsam_core.compact_layout import (
     offsets_from_sizes,
     region_sizes,
     segment_sums,
+    tight_box_crop,
     tight_boxes_dense,
 )
 from fastsam_core.row_index import Index, normalize_index
@@ -291,14 +292,25 @@ class CompactMasks:
 
     def tight_boxes(self) -> torch.Tensor:
         """(N, 4) int64 [x0, y0, x1, y1) tight box of the true pixels; all zero for empty masks."""
+        if self.device.type == "cpu":  # numpy per crop: ~20x faster than torch's `any`
+            data = self.data.numpy()
+            regions, offsets = self._host_index()
+            local = [[0, 0, 0, 0]] * len(self)
+            for i, (x0, y0, x1, y1) in enumerate(regions):
+                if x1 > x0 and y1 > y0:
+                    array = data[offsets[i] : offsets[i + 1]].reshape(y1 - y0, x1 - x0)
+                    bx0, by0, bx1, by1 = tight_box_crop(array)
+                    if bx1 > bx0:
+                        local[i] = [bx0 + x0, by0 + y0, bx1 + x0, by1 + y0]
+            return torch.tensor(local, dtype=torch.int64).reshape(len(self), 4)
         boxes = torch.zeros((len(self), 4), dtype=torch.int64, device=self.device)
         for i in range(len(self)):
             crop = self.crop(i)
             if crop.numel() == 0:
                 continue
-            local = tight_boxes_dense(crop[None])[0]
-            if local[2] > local[0]:
-                boxes[i] = local + self.regions[i, :2].repeat(2)
+            local_box = tight_boxes_dense(crop[None])[0]
+            if local_box[2] > local_box[0]:
+                boxes[i] = local_box + self.regions[i, :2].repeat(2)
         return boxes
 
     def contains_points(self, points: torch.Tensor) -> torch.Tensor:
