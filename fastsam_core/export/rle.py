@@ -44,15 +44,17 @@ def crop_run_boundaries(crop: Any, region: Sequence[int], image_hw: Sequence[int
     h, w = arr.shape
     if h == 0 or w == 0:
         return np.zeros(0, dtype=np.int64)
-    # Each crop column padded with background above and below: (w, h + 2), column-major.
-    # numpy, not torch: 6-15x faster on CPU here (300x400 crop: 0.46 vs 3.7 ms).
-    columns = np.zeros((w, h + 2), dtype=np.int8)
-    columns[:, 1:-1] = arr.T
-    flat = columns.reshape(-1)  # (w * (h + 2),)
-    changed = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # positions in the padded layout
-    col, row = np.divmod(changed, h + 2)
-    # Padded row j of crop column c is image pixel (x0 + c, y0 + j - 1).
-    toggles = ((x0 + col) * height + (y0 + row - 1)).astype(np.int64)
+    arr = arr if arr.dtype == np.bool_ else arr.astype(bool)
+    # Row-major, no transposed copy: d[r, c] is True where crop pixel (r, c) differs from the one
+    # above it in its column (rows -1 and h are background). flatnonzero on a bool array takes
+    # numpy's SIMD path (a smooth 4000x5000 crop: ~50 ms vs ~400 ms via the transposed int8 copy).
+    d = np.empty((h + 1, w), dtype=bool)  # (h + 1, w)
+    d[0] = arr[0]
+    np.not_equal(arr[1:], arr[:-1], out=d[1:h])
+    d[h] = arr[h - 1]
+    row, col = np.divmod(np.flatnonzero(d), w)  # row-major order
+    # Toggle row r of crop column c is image pixel (x0 + c, y0 + r); sort into column-major order.
+    toggles = np.sort((x0 + col) * height + (y0 + row)).astype(np.int64, copy=False)
     # A full-height crop (h == H) puts its padding rows on real pixels: a run ending at the
     # bottom of column c and one starting at the top of column c + 1 then yield the same
     # position twice; the two toggles cancel (the run simply continues).
