@@ -265,7 +265,9 @@ def _read_file(path: Path) -> np.ndarray:
             _warned_frames.add(str(path))
             logger.warning("%s has %d frames; segmenting the first only", path, frames)
         opened.load()  # decode now so truncated/corrupt data fails here, naming the file
-        return _from_pil(ImageOps.exif_transpose(opened), str(path))
+        # in place: exif_transpose would otherwise copy the whole image even when upright
+        ImageOps.exif_transpose(opened, in_place=True)
+        return _from_pil(opened, str(path))
 
 
 _warned_frames: set[str] = set()
@@ -322,8 +324,26 @@ def _from_pil(img: Image.Image, name: str) -> np.ndarray:
         return _from_numpy(arr, bgr=False, name=name)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")  # palette transparency becomes alpha, then alpha is dropped
-    rgb = np.asarray(img.convert("RGB"))  # (H, W, 3) uint8; RGBA -> RGB drops alpha
-    return rgb.copy()
+    if img.mode != "RGB":
+        img = img.convert("RGB")  # RGBA -> RGB drops alpha
+    return _rgb_array(img)
+
+
+_STRIP_BYTES = 16 << 20  # rows copied at a time: peak memory = the image + one strip
+
+
+def _rgb_array(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 copy of an RGB image, made in strips of rows: `np.asarray(img)` would hold
+    a bytes copy and the array at once (2x the image; 550 MB extra for 96 MP)."""
+    width, height = img.size
+    if 3 * width * height <= 4 * _STRIP_BYTES:  # small: one copy is faster than strips
+        return np.array(img)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, _STRIP_BYTES // (3 * width))
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        out[top:bottom] = np.asarray(img.crop((0, top, width, bottom)))
+    return out
 
 
 def _from_numpy(arr: np.ndarray, *, bgr: bool, name: str) -> np.ndarray:

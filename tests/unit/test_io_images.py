@@ -424,3 +424,20 @@ def test_decoding_to_arrays_never_imports_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(len(list(PHOTOS_DIR.glob("*.jpg")))), "ndarray", "uint8"]
+
+
+def test_large_images_are_copied_in_strips_equal_to_one_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Big photos are copied out of Pillow a strip of rows at a time (bounded extra memory); the
+    array equals the one-copy path's, whatever the strip size."""
+    from fastsam_core.io import images
+
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 256, (157, 211, 3), dtype=np.uint8))
+    expected = np.array(img)
+    for strip in (3 * 211, 3 * 211 * 10, 3 * 211 * 156):  # strips of 1, 2 and 39 rows
+        monkeypatch.setattr(images, "_STRIP_BYTES", strip // 4)
+        out = images._rgb_array(img)
+        assert out.flags.writeable and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, expected)
