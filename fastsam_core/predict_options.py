@@ -1,17 +1,19 @@
-"""`PredictOptions`: the per-call settings of `Predictor` and their validation (spec §3)."""
+"""`PredictOptions`: the per-call settings of `Predictor` and `OnnxPredictor` and their
+validation (spec §3). Imports no torch (the torch-free runtime uses it too)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastsam_core.config import MAX_IMGSZ
-from fastsam_core.mask_backends import MASK_BACKENDS
-from fastsam_core.ops.letterbox import check_imgsz
-from fastsam_core.ops.masks import MaskRule
+from fastsam_core.ops.geometry import check_imgsz
 from fastsam_core.ops.references import POSTPROCESS_NAMES, Postprocess
+
+if TYPE_CHECKING:  # a type only: ops.masks imports torch
+    from fastsam_core.ops.masks import MaskRule
 
 FullBoxMode = Literal["every_image", "first_image"]
 
@@ -49,8 +51,12 @@ class PredictOptions:
     bgr: bool = False
     batch_size: int = 1
 
-    def validated(self) -> PredictOptions:
-        """Check every field; returns self with imgsz rounded up to multiples of 32."""
+    def validated(self, *, backends: bool = True) -> PredictOptions:
+        """Check every field; returns self with imgsz rounded up to multiples of 32.
+
+        `backends=False` leaves `mask_backend` unchecked (the ONNX runtime has no mask backends
+        and refuses the field itself); checking it imports torch (`mask_backends`).
+        """
         for name in ("conf", "iou"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -72,11 +78,8 @@ class PredictOptions:
                 "mask_rule='sigmoid' exists only for postprocess='official' (ultralytics 8.4 "
                 "thresholds logits at 0); drop mask_rule or use postprocess='official'"
             )
-        if self.mask_backend not in MASK_BACKENDS:
-            raise ValueError(
-                f"unknown mask_backend {self.mask_backend!r}; expected one of "
-                f"{sorted(MASK_BACKENDS)}"
-            )
+        if backends:
+            self._check_mask_backend()
         imgsz = check_imgsz(self.imgsz)
         if max(imgsz) > MAX_IMGSZ:
             raise ValueError(
@@ -84,6 +87,15 @@ class PredictOptions:
                 "photos are letterboxed down to imgsz, masks stay at full resolution)"
             )
         return dataclasses.replace(self, imgsz=imgsz)
+
+    def _check_mask_backend(self) -> None:
+        from fastsam_core.mask_backends import MASK_BACKENDS
+
+        if self.mask_backend not in MASK_BACKENDS:
+            raise ValueError(
+                f"unknown mask_backend {self.mask_backend!r}; expected one of "
+                f"{sorted(MASK_BACKENDS)}"
+            )
 
 
 PREDICT_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(PredictOptions))

@@ -18,8 +18,10 @@ import torch
 
 from fastsam_core.compact_masks import CompactMasks
 from fastsam_core.compact_resample import ResizeMode, resize_masks
+from fastsam_core.export.files import writable
 from fastsam_core.ops.stability import PendingStability, resolve_stability
 from fastsam_core.row_index import Index, normalize_index
+from fastsam_core.stream import ImageError as ImageError  # re-exported: its home is stream.py
 
 
 @dataclass
@@ -193,7 +195,7 @@ class Results:
     # ------------------------------------------------------------------ files
     def save_json(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write `to_json()` to `path`; refuses to replace an existing file unless overwrite."""
-        target = _writable(path, overwrite)
+        target = writable(path, overwrite)
         target.write_text(json.dumps(self.to_json()))
         return target
 
@@ -209,7 +211,7 @@ class Results:
         """Write `plot(**options)` as a PNG (alpha=0.6, contours=True, seed=0 by default)."""
         from fastsam_core.export.overlay import save_png
 
-        target = _writable(path, overwrite)
+        target = writable(path, overwrite)
         save_png(self.plot(**options), target, overwrite=True)
         return target
 
@@ -224,7 +226,7 @@ class Results:
         """Write boxes, scores, class ids and the compact masks (see `export.npz.write_npz`)."""
         from fastsam_core.export.npz import write_npz
 
-        target = _writable(path, overwrite)
+        target = writable(path, overwrite)
         write_npz(
             target,
             self.masks,
@@ -265,30 +267,6 @@ def _rows(
     if column is not None and index is not None:
         column = column[index.to(column.device)]
     return column if column is None or device is None else column.to(device)
-
-
-@dataclass(frozen=True)
-class ImageError:
-    """What `Predictor.stream` yields for a source that could not be read or segmented."""
-
-    path: str  # the file, or "image<i>" for an in-memory source
-    message: str  # the one-line error
-    frame: int | None = None  # the frame index when `path` is a video
-
-    def __str__(self) -> str:
-        where = self.path if self.frame is None else f"{self.path} frame {self.frame}"
-        return f"{where}: {self.message}"
-
-
-def _writable(path: str | Path, overwrite: bool) -> Path:
-    """Resolve an output path, creating its folder; refuse to replace a file unless overwrite."""
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{target} already exists; pass overwrite=True (CLI: --force) to replace it"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target
 
 
 def results_from_dense(

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import cast
@@ -20,6 +19,7 @@ from typing import cast
 import torch
 
 from fastsam_core.config import YoloSegConfig
+from fastsam_core.export.files import new_temp_file, publish
 from fastsam_core.model.fuse import fuse_conv_bn
 from fastsam_core.model.yolov8_seg import YoloV8Seg
 
@@ -287,34 +287,6 @@ def _check_output(out_path: Path, force: bool, how: str) -> None:
         raise FileExistsError(f"{out_path} already exists; pass {how} to overwrite it")
 
 
-def _new_temp_file(directory: Path, name: str) -> Path:
-    """An empty file beside the output (O_EXCL: never an existing file or a planted symlink),
-    with the umask's permissions (mkstemp's are 0600, which the renamed output would keep)."""
-    for _ in range(100):
-        tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        try:
-            flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
-            os.close(os.open(tmp, flags, 0o666))
-        except FileExistsError:
-            continue
-        return tmp
-    raise FileExistsError(f"could not create a temporary file in {directory}")
-
-
-def _publish_new(tmp: Path, out_path: Path) -> None:
-    """Move `tmp` to `out_path` only if nothing is there, even if a file appeared meanwhile."""
-    try:
-        os.link(tmp, out_path)  # atomic create-if-absent
-    except FileExistsError:
-        raise FileExistsError(
-            f"{out_path} appeared while writing; pass --force (--overwrite) to overwrite it"
-        ) from None
-    except OSError:  # no hard links on this filesystem: check, then rename
-        if out_path.exists():
-            raise FileExistsError(f"{out_path} already exists; pass --force to overwrite") from None
-        os.replace(tmp, out_path)
-
-
 def _owned_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Contiguous CPU tensors, each with its own storage (safetensors refuses shared ones)."""
     seen: set[int] = set()
@@ -365,7 +337,7 @@ def save_weights(
     }
     tensors = _owned_tensors(state_dict)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temp_file(out_path.parent, out_path.name)
+    tmp = new_temp_file(out_path.parent, out_path.name)
     mode = tmp.stat().st_mode  # 0o666 minus the umask
     try:
         try:
@@ -374,10 +346,7 @@ def save_weights(
             raise OSError(f"{out_path}: could not write the weights ({err})") from None
         os.chmod(tmp, mode)  # safetensors may replace the file with its own 0600 temp file
         digest = sha256_file(tmp)
-        if force:
-            os.replace(tmp, out_path)  # atomic on POSIX: readers see the old file or the new one
-        else:
-            _publish_new(tmp, out_path)
+        publish(tmp, out_path, overwrite=force)
     finally:
         tmp.unlink(missing_ok=True)
     return digest

@@ -1,8 +1,9 @@
 """`fastsam segment --model X.onnx`: the torch-free runtime behind the same flags (issue 14).
 
-`cli.segment` routes here on the `.onnx` suffix: the predictor is `onnxrt.OnnxPredictor`, prompts
-are checked by `onnxrt.prompt_inputs` and sources expanded by `onnxrt.decode`, so the command runs
-with torch not importable. Outputs are written by the same `cli._segment_outputs`.
+`cli.segment` routes here on the `.onnx` suffix: the predictor is `onnxrt.OnnxPredictor` and
+prompts are checked by `onnxrt.prompt_inputs` (the prompt flags read by `cli._prompt_args`, the
+sources by `io.images`, as for PyTorch models), so the command runs with torch not importable.
+Outputs are written by the same `cli._segment_outputs`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fastsam_core.cli._prompt_args import _numbers
+from fastsam_core.cli._prompt_args import prompt_flag_values
 
 
 def is_onnx_model(model: str) -> bool:
@@ -19,37 +20,11 @@ def is_onnx_model(model: str) -> bool:
 
 
 def onnx_prompts(args: argparse.Namespace) -> Any:
-    """The prompt flags checked into `onnxrt.NumpyPrompts` (None without prompts); the flag
-    parsing of `cli._prompt_args.parse_prompt_flags`, torch-free."""
+    """The prompt flags checked into `onnxrt.NumpyPrompts` (None without prompts; --text is
+    refused: CLIP is not exported), torch-free."""
     from fastsam_core.onnxrt.prompt_inputs import make_prompts
 
-    boxes = points = labels = None
-    if args.box:
-        form = "x,y,width,height" if args.box_format == "xywh" else "x1,y1,x2,y2"
-        boxes = [
-            _numbers(b, "--box", (4,), f"four numbers {form}", "10,20,110,220") for b in args.box
-        ]
-    if args.point:
-        rows = [_numbers(p, "--point", (2, 3), "x,y or x,y,label", "40,60,1") for p in args.point]
-        for text, row in zip(args.point, rows):
-            if len(row) == 3 and row[2] not in (0, 1):
-                raise ValueError(
-                    f"--point labels must be 0 (background) or 1 (foreground), got {text!r}; "
-                    "e.g. --point 40,60,0"
-                )
-        points = [r[:2] for r in rows]
-        labels = [int(r[2]) if len(r) == 3 else 1 for r in rows]
-    return make_prompts(
-        boxes,
-        points,
-        labels,
-        list(args.text) if args.text else None,
-        box_format=args.box_format,
-        box_rule=args.box_rule or args.postprocess,
-        box_no_match=args.box_no_match,
-        point_mode=args.point_mode,
-        output=args.prompt_output,
-    )
+    return make_prompts(**prompt_flag_values(args))
 
 
 def onnx_predictor(args: argparse.Namespace) -> Any:

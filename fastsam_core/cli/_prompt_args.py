@@ -102,21 +102,10 @@ def _numbers(text: str, flag: str, counts: tuple[int, ...], form: str, example: 
     return values
 
 
-def parse_prompt_flags(args: argparse.Namespace) -> Prompts | None:
-    """The prompt flags checked once into `Prompts` (None without prompts), before any model
-    loads; boxes and points are clipped to each image later (`Prompts.fit`)."""
-    from fastsam_core.prompts import make_prompts  # imports torch: only inside a run
-
-    options: dict[str, Any] = {
-        "box_format": args.box_format,
-        "box_rule": args.box_rule or args.postprocess,
-        "box_no_match": args.box_no_match,
-        "point_mode": args.point_mode,
-        "text_rule": args.text_rule,
-        "text_top_k": args.text_top_k,
-        "text_threshold": args.text_threshold,
-        "output": args.prompt_output,
-    }
+def prompt_flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The prompt flags as keywords of `make_prompts` (boxes, points, labels, texts and the
+    prompt options), the numbers checked; torch-free, shared by the PyTorch path
+    (`parse_prompt_flags`) and the ONNX runtime (`cli._onnx_segment.onnx_prompts`)."""
     boxes = points = labels = None
     if args.box:
         form = "x,y,width,height" if args.box_format == "xywh" else "x1,y1,x2,y2"
@@ -133,8 +122,28 @@ def parse_prompt_flags(args: argparse.Namespace) -> Prompts | None:
                 )
         points = [r[:2] for r in rows]
         labels = [int(r[2]) if len(r) == 3 else 1 for r in rows]
-    texts = list(args.text) if args.text else None
-    return make_prompts(boxes, points, labels, texts, **options)
+    return {
+        "boxes": boxes,
+        "points": points,
+        "labels": labels,
+        "texts": list(args.text) if args.text else None,
+        "box_format": args.box_format,
+        "box_rule": args.box_rule or args.postprocess,
+        "box_no_match": args.box_no_match,
+        "point_mode": args.point_mode,
+        "text_rule": args.text_rule,
+        "text_top_k": args.text_top_k,
+        "text_threshold": args.text_threshold,
+        "output": args.prompt_output,
+    }
+
+
+def parse_prompt_flags(args: argparse.Namespace) -> Prompts | None:
+    """The prompt flags checked once into `Prompts` (None without prompts), before any model
+    loads; boxes and points are clipped to each image later (`Prompts.fit`)."""
+    from fastsam_core.prompts.prompt_set import make_prompts  # imports torch: only inside a run
+
+    return make_prompts(**prompt_flag_values(args))
 
 
 def clip_settings(args: argparse.Namespace) -> ClipSettings:

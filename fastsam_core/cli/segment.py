@@ -1,6 +1,8 @@
-"""`fastsam segment`: everything-mode masks for images, directories and globs (issue #3 part 5).
+"""`fastsam segment`: everything-mode masks for images, videos, directories and globs (issue #3
+part 5; videos: issue #15, every `--vid-stride`-th frame).
 
-One output set per image in `--out`, named after the image's stem:
+One output set per image (or kept video frame, `<video>_f<frame>`) in `--out`, named after the
+image's stem:
 `<stem>.png` (overlay), `<stem>.json` (COCO / SAM-style records with RLE, `export.records`),
 `<stem>.rle.json` (RLE only), `<stem>.npz` (boxes, scores, packed compact masks),
 `<stem>.polygons.json` (outer rings and hole rings per mask). Dataset formats write one file for
@@ -38,6 +40,8 @@ from fastsam_core.cli._segment_outputs import (
     save_output_set,
     write_coco,
 )
+from fastsam_core.cli._source_args import add_source_arguments, source_options
+from fastsam_core.io.video import VideoFrame
 from fastsam_core.ops.references import POSTPROCESS_NAMES  # typing only: no torch
 
 FORMATS = ("png", "json", "rle", "npz", "polygons", "jsonl", "coco")
@@ -53,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="image files, directories or glob patterns (quote globs)",
+        help="image files, video files, directories or glob patterns (quote globs)",
     )
     parser.add_argument(
         "--model",
@@ -122,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "NCHW, what the parity tests pin), compile, bf16, ...",
     )
     add_prompt_arguments(parser)
+    add_source_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -145,6 +150,7 @@ def _unique_stems(items: list[Any]) -> list[str]:
     taken: set[str] = set()
     for i, item in enumerate(items):
         base = Path(item).stem if isinstance(item, (str, Path)) else f"image{i}"
+        base = item.stem if isinstance(item, VideoFrame) else base  # clip_f000012
         stem, count = base, 1
         while stem.casefold() in taken:
             count += 1
@@ -185,18 +191,16 @@ def _check_out_dir(out_dir: Path) -> None:
         )
 
 
-def _expand(sources: list[str], onnx: bool = False) -> tuple[list[Any], int]:
-    """(image files of every source, number of sources that gave none, each reported)."""
-    if onnx:  # the torch-free runtime's source expansion
-        from fastsam_core.onnxrt.decode import IMAGE_EXTENSIONS, expand_sources
-    else:
-        from fastsam_core.io.images import IMAGE_EXTENSIONS, expand_sources
+def _expand(sources: list[str], vid_stride: int = 1) -> tuple[list[Any], int]:
+    """(image files and kept video frames of every source, number of sources that gave none,
+    each reported). Torch-free (`io.images`): the ONNX runtime's sources too."""
+    from fastsam_core.io.images import IMAGE_EXTENSIONS, expand_sources
 
     items: list[Any] = []
     failures = 0
     for source in sources:  # a missing file or an empty glob is one failure, not the end
         try:
-            found = expand_sources(source)
+            found = expand_sources(source, vid_stride)
         except (FileNotFoundError, ValueError) as err:
             print(f"fastsam segment: skipped {source}: {err}", file=sys.stderr)
             failures += 1
@@ -246,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     plot["prompts"] = prompts if plot["prompts"] else None
     out_dir = Path(args.out)
     _check_out_dir(out_dir)
-    items, failures = _expand(args.sources, onnx)
+    items, failures = _expand(args.sources, source_options(args)["vid_stride"])
     stems = _unique_stems(items)
     ids = image_ids(items, args.coco_gt)
     dataset = bool({"jsonl", "coco"} & set(formats))
@@ -268,14 +272,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # type: ignore[import-untyped]
 
     from fastsam_core.export.jsonl import append_line, open_journal
+    from fastsam_core.stream import ImageError  # torch-free: both predictors yield it
 
     if onnx:
-        from fastsam_core.onnxrt.results import ImageError
-
         predictor = onnx_predictor(args)
     else:
         from fastsam_core.predictor import Predictor
-        from fastsam_core.results import ImageError  # type: ignore[assignment]
 
         predictor = Predictor(
             args.model,

@@ -1,6 +1,6 @@
 """Decode ahead: images of a long source list decoded in a background thread into a small
 bounded queue, so memory holds only `depth` decoded images besides the one being segmented
-(`Predictor.stream`)."""
+(`fastsam_core.stream`). Torch is imported only to make tensors (not with `array=True`)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ def _name(item: ImageSource, index: int) -> str:
 
 
 def prefetch_images(
-    items: Sequence[ImageSource], *, bgr: bool = False, depth: int = 2
+    items: Sequence[ImageSource], *, bgr: bool = False, depth: int = 2, array: bool = False
 ) -> Iterator[tuple[str, LoadedImage | Exception]]:
     """Yield (name, decoded image or the exception that decoding raised) for every item, in
-    order, decoding at most `depth` items ahead. Closing the generator stops the thread."""
+    order, decoding at most `depth` items ahead (numpy images with `array=True`, as
+    `load_image`). Closing the generator stops the thread."""
     if depth < 1:
         raise ValueError(f"prefetch depth must be >= 1, got {depth}")
     slots: queue.Queue[object] = queue.Queue(maxsize=depth)
@@ -44,7 +45,7 @@ def prefetch_images(
     def work() -> None:
         for i, item in enumerate(items):
             try:
-                entry: object = (_name(item, i), load_image(item, bgr=bgr, index=i))
+                entry: object = (_name(item, i), load_image(item, bgr=bgr, index=i, array=array))
             except Exception as err:  # noqa: BLE001  any failure is reported for its file
                 entry = (_name(item, i), err)
             if not put(entry):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -125,8 +124,8 @@ def export_onnx(
     """
     _require_exporter()
     from fastsam_core import __version__
+    from fastsam_core.export.files import new_temp_file, publish
     from fastsam_core.postprocess import POSTPROCESS
-    from fastsam_core.weights import _new_temp_file, _publish_new
 
     out = Path(out)
     _check_out(out, force)
@@ -163,7 +162,7 @@ def export_onnx(
         source_sha256=sha256,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temp_file(out.parent, out.name)
+    tmp = new_temp_file(out.parent, out.name)
     try:
         with torch.no_grad(), _quiet_exporter():
             torch.onnx.export(
@@ -179,10 +178,7 @@ def export_onnx(
                 verbose=False,
             )
         write_metadata(tmp, info)
-        if force:
-            os.replace(tmp, out)
-        else:
-            _publish_new(tmp, out)
+        publish(tmp, out, overwrite=force)
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)  # external-data exporters

@@ -1,7 +1,7 @@
 """`OnnxPredictor`: everything mode and box / point prompts on an exported graph, without torch.
 
 The torch-free twin of `fastsam_core.predictor.Predictor` (same call signature, same options,
-same `Results` surface): decode (`onnxrt.decode`) -> letterbox (`onnxrt.preprocess`, bit-exact)
+same `Results` surface): decode (`io.images`, numpy) -> letterbox (`onnxrt.preprocess`, bit-exact)
 -> graph (`onnxrt.session.OnnxNetwork`: network, DFL decode, anchors, sigmoid) -> NMS
 (`onnxrt.nms`) -> one reference's post-processing (`onnxrt.postprocess.POSTPROCESS_NP`) ->
 `NumpyResults` -> prompts (`onnxrt.prompts`). Letterbox geometry as the torch path: the minimal
@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastsam_core.config import MAX_IMGSZ
+from fastsam_core.io.images import ImageSource, LoadedImage, expand_sources, load_images
 from fastsam_core.onnxrt.boxes import scale_boxes
 from fastsam_core.onnxrt.compact import NumpyCompactMasks
-from fastsam_core.onnxrt.decode import DecodedImage, expand_sources, load_image, load_images
 from fastsam_core.onnxrt.nms import Detections, non_max_suppression
 from fastsam_core.onnxrt.postprocess import POSTPROCESS_NP
 from fastsam_core.onnxrt.preprocess import letterbox_batch
@@ -31,69 +28,35 @@ from fastsam_core.onnxrt.prompt_inputs import (
     PROMPT_ARGUMENTS,
     PROMPT_OPTION_NAMES,
     NumpyPrompts,
-    make_prompts,
+    make_prompt_sets,
 )
 from fastsam_core.onnxrt.prompts import prompt
-from fastsam_core.onnxrt.results import ImageError, NumpyResults
+from fastsam_core.onnxrt.results import NumpyResults
 from fastsam_core.onnxrt.session import OnnxNetwork
 from fastsam_core.onnxrt.stability import box_stability_scores
-from fastsam_core.ops.geometry import LetterboxGeometry, check_imgsz, letterbox_geometry
+from fastsam_core.ops.geometry import LetterboxGeometry, letterbox_geometry
+from fastsam_core.ops.references import Postprocess
+from fastsam_core.predict_options import PREDICT_OPTION_NAMES, FullBoxMode, PredictOptions
+from fastsam_core.stream import IMAGE_FAILURES, ImageError, stream_decoded
+
+if TYPE_CHECKING:  # a type only: ops.masks imports torch
+    from fastsam_core.ops.masks import MaskRule
 
 logger = logging.getLogger(__name__)
-_IMAGE_FAILURES = (ValueError, TypeError, RuntimeError, MemoryError)
+# onnxruntime reports an allocation failure as its own RuntimeError subclass or a MemoryError
+_IMAGE_FAILURES = (*IMAGE_FAILURES, MemoryError)
 _warned: set[str] = set()
 
 
-@dataclass(frozen=True)
-class OnnxOptions:
-    """Per-call settings (the fields of `fastsam_core.predict_options.PredictOptions` that apply
-    to a graph; `mask_backend` has no meaning here)."""
-
-    imgsz: int | tuple[int, int]
-    conf: float = 0.4
-    iou: float = 0.9
-    max_det: int = 300
-    retina_masks: bool = True
-    postprocess: str = "official"
-    mask_rule: str = "logit"
-    full_box: str = "every_image"
-    bgr: bool = False
-    batch_size: int = 1
-
-    def validated(self) -> OnnxOptions:
-        """Check every field (messages as `PredictOptions.validated`); imgsz -> (H, W)."""
-        for name in ("conf", "iou"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
-            if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}; e.g. {name}=0.4")
-        for name in ("max_det", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int >= 1, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        choices = {
-            "postprocess": ("official", "ultralytics"),
-            "mask_rule": ("logit", "sigmoid"),
-            "full_box": ("every_image", "first_image"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.postprocess == "ultralytics" and self.mask_rule != "logit":
-            raise ValueError(
-                "mask_rule='sigmoid' exists only for postprocess='official' (ultralytics 8.4 "
-                "thresholds logits at 0); drop mask_rule or use postprocess='official'"
-            )
-        imgsz = check_imgsz(self.imgsz)
-        if max(imgsz) > MAX_IMGSZ:
-            raise ValueError(f"imgsz {imgsz} is above the limit {MAX_IMGSZ}")
-        return dataclasses.replace(self, imgsz=imgsz)
-
-
-OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(OnnxOptions))
+def _check_options(options: PredictOptions) -> PredictOptions:
+    """`PredictOptions.validated` for a graph: mask_backend names torch kernels, so only its
+    default "auto" is accepted."""
+    if options.mask_backend != "auto":
+        raise ValueError(
+            f"mask_backend={options.mask_backend!r} applies to PyTorch models; an ONNX graph's "
+            "masks are assembled by the runtime (numpy): leave mask_backend unset"
+        )
+    return options.validated(backends=False)
 
 
 def _providers(device: str) -> list[Any] | None:
@@ -117,7 +80,8 @@ class OnnxPredictor:
         device: "auto" (CUDA / TensorRT when onnxruntime has them, else CPU), "cpu", "cuda[:N]".
         imgsz: letterbox size; default the graph's (a fixed graph accepts only its own).
         conf, iou, max_det, retina_masks, postprocess, mask_rule, full_box, bgr, batch_size:
-            as `fastsam_core.Predictor` (FastSAM's defaults).
+            as `fastsam_core.Predictor` (FastSAM's defaults; `PredictOptions`).
+        mask_backend: only "auto" (the PyTorch mask kernels do not apply to a graph).
         engine: "onnxruntime".
         threads: onnxruntime intra-op threads (default: one per physical core).
 
@@ -135,19 +99,22 @@ class OnnxPredictor:
         iou: float = 0.9,
         max_det: int = 300,
         retina_masks: bool = True,
-        postprocess: str = "official",
-        mask_rule: str = "logit",
-        full_box: str = "every_image",
+        postprocess: Postprocess = "official",
+        mask_rule: MaskRule = "logit",
+        full_box: FullBoxMode = "every_image",
+        mask_backend: str = "auto",
         bgr: bool = False,
         batch_size: int = 1,
         engine: str = "onnxruntime",
         threads: int | None = None,
     ) -> None:
-        options = OnnxOptions(
-            imgsz=(32, 32) if imgsz is None else imgsz, conf=conf, iou=iou, max_det=max_det,
-            retina_masks=retina_masks, postprocess=postprocess, mask_rule=mask_rule,
-            full_box=full_box, bgr=bgr, batch_size=batch_size,
-        ).validated()  # fmt: skip  # fail fast, before loading
+        options = _check_options(
+            PredictOptions(
+                imgsz=(32, 32) if imgsz is None else imgsz, conf=conf, iou=iou, max_det=max_det,
+                retina_masks=retina_masks, postprocess=postprocess, mask_rule=mask_rule,
+                full_box=full_box, mask_backend=mask_backend, bgr=bgr, batch_size=batch_size,
+            )
+        )  # fmt: skip  # fail fast, before loading
         self.network = OnnxNetwork(
             model,
             engine=engine,  # type: ignore[arg-type]  # checked by OnnxNetwork
@@ -164,19 +131,19 @@ class OnnxPredictor:
         self.options = self.resolve_options(imgsz=imgsz, **_changed(options))
 
     # ------------------------------------------------------------------ options
-    def resolve_options(self, **overrides: Any) -> OnnxOptions:
+    def resolve_options(self, **overrides: Any) -> PredictOptions:
         """This predictor's options with `overrides` applied and validated."""
-        unknown = sorted(set(overrides) - OPTION_NAMES)
+        unknown = sorted(set(overrides) - PREDICT_OPTION_NAMES)
         if unknown:
             raise TypeError(
-                f"unknown keyword(s) {unknown}; expected options {sorted(OPTION_NAMES)}, "
+                f"unknown keyword(s) {unknown}; expected options {sorted(PREDICT_OPTION_NAMES)}, "
                 f"prompt arguments {list(PROMPT_ARGUMENTS)} or prompt options "
                 f"{sorted(PROMPT_OPTION_NAMES)}"
             )
-        base = getattr(self, "options", OnnxOptions(imgsz=self.network.info.imgsz))
+        base = getattr(self, "options", PredictOptions(imgsz=self.network.info.imgsz))
         if overrides.get("imgsz", 0) is None:
             overrides["imgsz"] = self.network.info.imgsz
-        options = dataclasses.replace(base, **overrides).validated()
+        options = _check_options(dataclasses.replace(base, **overrides))
         fixed = self.network.input_hw
         if fixed is not None and options.imgsz != fixed:
             raise ValueError(
@@ -214,20 +181,18 @@ class OnnxPredictor:
         bboxes = overrides.pop("bboxes", None)
         prompt_options = {k: overrides.pop(k) for k in list(overrides) if k in PROMPT_OPTION_NAMES}
         options = self.resolve_options(**overrides)
+        columns = (boxes, points, labels, texts, bboxes)
+        sets: list[NumpyPrompts | None] | None
         if prompts is None:
             prompt_options.setdefault("box_rule", options.postprocess)
-            columns = (boxes, points, labels, texts, bboxes)
-            sets: list[NumpyPrompts | None] | None = None
-            if any(v is not None for v in columns):
-                images = load_images(source, bgr=options.bgr)
-                sets = _prompt_sets(len(images), *columns, **prompt_options)
-            else:
-                make_prompts(**prompt_options)  # bad options fail even without prompts
-                images = load_images(source, bgr=options.bgr)
-        elif any(v is not None for v in (boxes, points, labels, texts, bboxes)) or prompt_options:
+            images = load_images(source, bgr=options.bgr, array=True)
+            sets = make_prompt_sets(
+                len(images), boxes, points, labels, texts, bboxes=bboxes, **prompt_options
+            )
+        elif any(v is not None for v in columns) or prompt_options:
             raise TypeError("pass either prompts=NumpyPrompts(...) or prompt keywords, not both")
         else:
-            images = load_images(source, bgr=options.bgr)
+            images = load_images(source, bgr=options.bgr, array=True)
             sets = [prompts] * len(images) if isinstance(prompts, NumpyPrompts) else list(prompts)
             if len(sets) != len(images):
                 raise ValueError(f"got {len(sets)} prompt sets for {len(images)} images")
@@ -239,10 +204,18 @@ class OnnxPredictor:
         return [r if p is None else prompt(r, prompts=p) for r, p in zip(results, sets)]
 
     def stream(
-        self, source: Any, *, prompts: NumpyPrompts | None = None, **overrides: Any
+        self,
+        source: ImageSource | Sequence[ImageSource],
+        *,
+        prompts: NumpyPrompts | None = None,
+        prefetch: int = 2,
+        vid_stride: int = 1,
+        **overrides: Any,
     ) -> Generator[NumpyResults | ImageError, None, None]:
-        """Like `__call__`, one image at a time: yields each image's result (with prompts) or an
-        `ImageError` for a source that cannot be read or segmented, in source order."""
+        """Like `__call__`, one image at a time (as `Predictor.stream`: `fastsam_core.stream`):
+        yields each image's result (with prompts) or an `ImageError` for a source that cannot
+        be read or segmented, in source order. Images are decoded `prefetch` ahead in a
+        background thread; a video yields every `vid_stride`-th frame, each with its `frame`."""
         keywords = {
             k: overrides.pop(k)
             for k in list(overrides)
@@ -255,57 +228,31 @@ class OnnxPredictor:
                     "pass either prompts=NumpyPrompts(...) or prompt keywords, not both"
                 )
             keywords.setdefault("box_rule", options.postprocess)
-            prompts = make_prompts(**keywords)
-        return self._generate(expand_sources(source), options, prompts)
+            sets = make_prompt_sets(1, **keywords)
+            prompts = None if sets is None else sets[0]
+        given = prompts
 
-    def _generate(
-        self, items: list[Any], options: OnnxOptions, prompts: NumpyPrompts | None
-    ) -> Generator[NumpyResults | ImageError, None, None]:
-        pending: list[DecodedImage | ImageError] = []
-        for i, item in enumerate(items):
-            try:
-                pending.append(load_image(item, bgr=options.bgr, index=i))
-            except (*_IMAGE_FAILURES, OSError) as err:
-                pending.append(
-                    ImageError(
-                        str(item) if isinstance(item, (str, Path)) else f"image{i}", str(err)
-                    )
-                )
-            if sum(isinstance(p, DecodedImage) for p in pending) == options.batch_size:
-                yield from self._segment(pending, options, prompts)
-                pending = []
-        yield from self._segment(pending, options, prompts)
+        def finish(results: NumpyResults, image: LoadedImage) -> NumpyResults:
+            assert given is not None  # only passed with prompts
+            return prompt(results, prompts=given.fit(results.orig_hw))
 
-    def _segment(
-        self,
-        pending: list[DecodedImage | ImageError],
-        options: OnnxOptions,
-        prompts: NumpyPrompts | None,
-    ) -> Generator[NumpyResults | ImageError, None, None]:
-        images = [p for p in pending if isinstance(p, DecodedImage)]
-        outcomes: list[NumpyResults | ImageError]
-        try:
-            outcomes = list(self.predict_images(images, options)) if images else []
-        except _IMAGE_FAILURES as err:
-            outcomes = [ImageError(im.name, str(err)) for im in images]
-        done = iter(outcomes)
-        for item in pending:
-            if isinstance(item, ImageError):
-                yield item
-                continue
-            outcome = next(done)
-            if prompts is not None and isinstance(outcome, NumpyResults):
-                try:
-                    outcome = prompt(outcome, prompts=prompts.fit(outcome.orig_hw))
-                except _IMAGE_FAILURES as err:
-                    outcome = ImageError(item.name, str(err))
-            yield outcome
+        return stream_decoded(
+            expand_sources(source, vid_stride),
+            segment=lambda images: self.predict_images(images, options),
+            finish=None if given is None else finish,
+            bgr=options.bgr,
+            batch_size=options.batch_size,
+            prefetch=prefetch,
+            array=True,
+            failures=_IMAGE_FAILURES,
+        )
 
     # ------------------------------------------------------------------ batches
     def predict_images(
-        self, images: Sequence[DecodedImage], options: OnnxOptions | None = None
+        self, images: Sequence[LoadedImage], options: PredictOptions | None = None
     ) -> list[NumpyResults]:
-        """Run decoded images through the graph in batches of `options.batch_size`."""
+        """Run decoded images (numpy: `io.images.load_image(..., array=True)`) through the
+        graph in batches of `options.batch_size`."""
         options = options or self.options
         results: list[NumpyResults] = []
         for start in range(0, len(images), options.batch_size):
@@ -313,7 +260,7 @@ class OnnxPredictor:
         return results
 
     def _predict_batch(
-        self, images: Sequence[DecodedImage], options: OnnxOptions
+        self, images: Sequence[LoadedImage], options: PredictOptions
     ) -> list[NumpyResults]:
         auto = self.network.input_hw is None  # fixed graphs take exactly their own size
         geometries = [
@@ -341,8 +288,8 @@ class OnnxPredictor:
         det: Detections,
         protos: np.ndarray,
         geometry: LetterboxGeometry,
-        image: DecodedImage,
-        options: OnnxOptions,
+        image: LoadedImage,
+        options: PredictOptions,
         index_in_batch: int,
         anchors: np.ndarray,
     ) -> NumpyResults:
@@ -365,6 +312,7 @@ class OnnxPredictor:
             orig_hw=image.hw,
             names=self.names,
             path=image.name,
+            frame=image.frame,
             orig_image=image.image,
             mask_window=window,
             stability_scores=box_stability_scores(protos, det.coeffs, det.boxes),
@@ -372,31 +320,8 @@ class OnnxPredictor:
         )
 
 
-def _changed(options: OnnxOptions) -> dict[str, Any]:
+def _changed(options: PredictOptions) -> dict[str, Any]:
     """The fields of validated constructor options other than imgsz (resolved against the graph)."""
     return {
         f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name != "imgsz"
     }
-
-
-def _prompt_sets(
-    num_images: int, boxes: Any, points: Any, labels: Any, texts: Any, bboxes: Any, **options: Any
-) -> list[NumpyPrompts | None]:
-    """One checked prompt set per image: as given for one image, else lists of one per image."""
-    if num_images == 1:
-        return [make_prompts(boxes, points, labels, texts, bboxes=bboxes, **options)]
-    if bboxes is not None:
-        if boxes is not None:
-            raise TypeError("pass boxes= or its alias bboxes=, not both")
-        boxes = bboxes
-    if isinstance(texts, str):
-        texts = [texts] * num_images
-    columns = []
-    for name, value in (("boxes", boxes), ("points", points), ("labels", labels), ("texts", texts)):
-        if value is not None and (not hasattr(value, "__len__") or len(value) != num_images):
-            raise ValueError(
-                f"{name} for {num_images} images must be a list with one entry per image (None "
-                f"for no prompt); e.g. {name}=[[...], None, ...]"
-            )
-        columns.append([None] * num_images if value is None else list(value))
-    return [make_prompts(b, p, lb, t, **options) for b, p, lb, t in zip(*columns)]

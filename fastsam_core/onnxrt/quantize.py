@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -110,7 +109,7 @@ def letterboxed_photos(
     sources: str | Path | Sequence[str | Path], hw: tuple[int, int], count: int
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(name, (1, 3, H, W) uint8) of up to `count` photos letterboxed to exactly `hw`."""
-    from fastsam_core.onnxrt.decode import expand_sources, load_image
+    from fastsam_core.io.images import expand_sources, load_image
     from fastsam_core.onnxrt.preprocess import letterbox
     from fastsam_core.ops.geometry import letterbox_geometry
 
@@ -118,7 +117,7 @@ def letterboxed_photos(
     if not paths:
         raise FileNotFoundError(f"no calibration photos in {sources!r}")
     for path in paths:
-        image = load_image(path).image  # (H0, W0, 3) uint8 RGB
+        image = load_image(path, array=True).image  # (H0, W0, 3) uint8 RGB
         geometry = letterbox_geometry(image.shape[:2], hw, stride=32, auto=False)
         yield str(path), letterbox(image, geometry).transpose(2, 0, 1)[None].copy()
 
@@ -145,8 +144,8 @@ def quantize_graph(
     Returns:
         The agreement report (None when not `measure`).
     """
+    from fastsam_core.export.files import new_temp_file, publish  # the one atomic writer
     from fastsam_core.onnxrt.session import OnnxNetwork
-    from fastsam_core.weights import _new_temp_file, _publish_new  # the one atomic writer
 
     quantization = _import_quantization()
     import onnx
@@ -171,7 +170,7 @@ def quantize_graph(
 
     reader = type("PhotoReader", (quantization.CalibrationDataReader,), {"get_next": get_next})()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temp_file(out.parent, out.name)
+    tmp = new_temp_file(out.parent, out.name)
     try:
         quantization.quantize_static(
             str(fp32),
@@ -185,10 +184,7 @@ def quantize_graph(
             calibrate_method=quantization.CalibrationMethod.MinMax,
         )
         write_metadata(tmp, replace(info, int8=True))
-        if force:
-            os.replace(tmp, out)
-        else:
-            _publish_new(tmp, out)
+        publish(tmp, out, overwrite=force)
     finally:
         tmp.unlink(missing_ok=True)
     logger.info("quantized %s -> %s on %d photos", fp32, out, len(batches))

@@ -20,6 +20,7 @@ import numpy as np
 from fastsam_core.export.files import writable
 from fastsam_core.onnxrt.compact import NumpyCompactMasks, normalize_index
 from fastsam_core.onnxrt.resample import ResizeMode, resize_masks
+from fastsam_core.stream import ImageError as ImageError  # re-exported: its home is stream.py
 
 
 @dataclass
@@ -310,17 +311,3 @@ class NumpyPromptResults(NumpyResults):
             "source_ids": self.source_ids[idx],
             "prompt_kinds": tuple(self.prompt_kinds[i] for i in idx.tolist()),
         }
-
-
-@dataclass(frozen=True)
-class ImageError:
-    """What `OnnxPredictor.stream` yields for a source that could not be read or segmented
-    (the fields of `fastsam_core.results.ImageError`)."""
-
-    path: str  # the file, or "image<i>" for an in-memory source
-    message: str  # the one-line error
-    frame: int | None = None  # the frame index when `path` is a video
-
-    def __str__(self) -> str:
-        where = self.path if self.frame is None else f"{self.path} frame {self.frame}"
-        return f"{where}: {self.message}"

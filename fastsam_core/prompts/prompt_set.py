@@ -1,7 +1,9 @@
-"""One value per image's prompts: boxes, points, labels, texts and how they select masks (spec §4).
+"""One value per image's prompts as tensors: boxes, points, labels, texts and how they select
+masks (spec §4).
 
 `make_prompts(boxes=..., points=..., texts=..., **options)` checks everything once (shapes, numbers,
-labels, texts, option choices) into a frozen `Prompts`; `prompt()`, `Predictor.__call__` and the
+labels, texts, option choices: `fastsam_core.prompt_inputs`, the parser shared with the ONNX
+runtime) into a frozen `Prompts` holding CPU tensors; `prompt()`, `Predictor.__call__` and the
 CLI pass that value on without parsing again. `Prompts.fit(image_hw)` clips boxes and points to
 one image (the only image-dependent step). CLIP settings are not prompt options: the owner of a
 run (the `Predictor` or the CLI) builds one `ClipScorer` and passes it on.
@@ -10,105 +12,42 @@ run (the `Predictor` or the CLI) builds one `ClipScorer` and passes it on.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from fastsam_core.ops.references import POSTPROCESS_NAMES, Postprocess
-from fastsam_core.prompts.inputs import (
-    BoxFormat,
+from fastsam_core.prompt_inputs import (
+    PROMPT_ARGUMENTS,
+    PROMPT_OPTION_NAMES,
+    BoxNoMatch,
+    PromptArrays,
+    PromptOptions,
+    PromptOutput,
     clip_boxes_to_image,
     clip_points_to_image,
-    parse_boxes,
-    parse_points,
-    parse_texts,
+    make_prompt_arrays,
+    make_prompt_options,
+    split_per_image,
 )
-from fastsam_core.prompts.point import PointMode
-from fastsam_core.prompts.text import MIN_CROP_AREA, TextRule
 
-PromptOutput = Literal["per_prompt", "subset"]
-BoxNoMatch = Literal["empty", "reference"]
-PROMPT_ARGUMENTS = ("boxes", "bboxes", "points", "labels", "texts")  # bboxes: ultralytics' name
-
-
-@dataclass(frozen=True)
-class PromptOptions:
-    """How prompts select masks (every field is a keyword of `prompt` and `Predictor.__call__`).
-
-    Attributes:
-        box_format: "xyxy" or "xywh" (top-left corner, width, height) input boxes.
-        box_rule: "official" (FastSAM repo) or "ultralytics" pixel rounding (see `box.py`).
-        box_no_match: the row of a box overlapping no mask: "empty" (an empty mask, IoU 0) or
-            "reference" (the references' argmax pick, mask 0, IoU 0); see `apply.py`.
-        point_mode: "instances" (each mask under a positive point) or "union" (official: one mask).
-        text_rule: "top1", "topk", "threshold" or "official" (see `text.py`).
-        text_threshold: minimum cosine similarity for text_rule="threshold".
-        text_top_k: masks per text for text_rule="topk".
-        min_text_area: masks with area <= this are not scored against texts (references: 100).
-        output: "per_prompt" or "subset" (see `apply.py`).
-    """
-
-    box_format: BoxFormat = "xyxy"
-    box_rule: Postprocess = "official"
-    box_no_match: BoxNoMatch = "empty"
-    point_mode: PointMode = "instances"
-    text_rule: TextRule = "top1"
-    text_threshold: float | None = None
-    text_top_k: int | None = None
-    min_text_area: int = MIN_CROP_AREA
-    output: PromptOutput = "per_prompt"
-
-    def validated(self) -> PromptOptions:
-        choices: dict[str, tuple[Any, ...]] = {
-            "box_format": ("xyxy", "xywh"),
-            "box_rule": POSTPROCESS_NAMES,
-            "box_no_match": ("empty", "reference"),
-            "point_mode": ("instances", "union"),
-            "text_rule": ("top1", "topk", "threshold", "official"),
-            "output": ("per_prompt", "subset"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        top_k = self.text_top_k
-        if self.text_rule == "topk" and (
-            isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1
-        ):
-            raise ValueError(f"text rule 'topk' needs top_k >= 1 (text_top_k=3), got {top_k!r}")
-        threshold = self.text_threshold
-        if self.text_rule == "threshold" and (threshold is None or not math.isfinite(threshold)):
-            raise ValueError(
-                f"text rule 'threshold' needs a finite threshold (text_threshold=0.25), got "
-                f"{threshold!r}"
-            )
-        if self.output == "subset" and self.point_mode == "union":
-            raise ValueError(
-                "output='subset' returns rows of the everything result, but point_mode='union' "
-                "builds a new mask; use point_mode='instances' or output='per_prompt'"
-            )
-        return self
-
-
-PROMPT_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(PromptOptions))
-
-
-def make_prompt_options(**options: Any) -> PromptOptions:
-    """PromptOptions from keywords, rejecting unknown names (listing the prompt arguments too)."""
-    unknown = sorted(set(options) - PROMPT_OPTION_NAMES)
-    if unknown:
-        raise TypeError(
-            f"unknown prompt keyword(s) {unknown}; prompt arguments are {list(PROMPT_ARGUMENTS)} "
-            f"and prompt options {sorted(PROMPT_OPTION_NAMES)}"
-        )
-    return PromptOptions(**options).validated()
+__all__ = [  # the parsing names re-exported for the torch side's existing imports
+    "PROMPT_ARGUMENTS",
+    "PROMPT_OPTION_NAMES",
+    "BoxNoMatch",
+    "PromptOptions",
+    "PromptOutput",
+    "Prompts",
+    "make_prompt_options",
+    "make_prompt_sets",
+    "make_prompts",
+]
 
 
 @dataclass(frozen=True)
 class Prompts:
-    """One image's prompts, checked once (original-image pixels).
+    """One image's prompts, checked once (original-image pixels): `PromptArrays` as tensors.
 
     Attributes:
         boxes: (M, 4) float64 xyxy with x1 <= x2, y1 <= y2, or None.
@@ -130,9 +69,30 @@ class Prompts:
         hw = (int(image_hw[0]), int(image_hw[1]))
         if self.image_hw == hw:
             return self
-        boxes = None if self.boxes is None else clip_boxes_to_image(self.boxes, hw)
-        points = None if self.points is None else clip_points_to_image(self.points, hw)
+        boxes = None if self.boxes is None else _clipped(clip_boxes_to_image, self.boxes, hw)
+        points = None if self.points is None else _clipped(clip_points_to_image, self.points, hw)
         return dataclasses.replace(self, boxes=boxes, points=points, image_hw=hw)
+
+    @classmethod
+    def from_arrays(cls, arrays: PromptArrays) -> Prompts:
+        """The same prompts with the numpy rows as CPU tensors."""
+        return cls(
+            boxes=_tensor(arrays.boxes),
+            points=_tensor(arrays.points),
+            labels=_tensor(arrays.labels),
+            texts=arrays.texts,
+            options=arrays.options,
+            image_hw=arrays.image_hw,
+        )
+
+
+def _tensor(rows: Any) -> torch.Tensor | None:
+    return None if rows is None else torch.from_numpy(rows)
+
+
+def _clipped(clip: Any, rows: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Apply the numpy clip of `prompt_inputs` to (CPU, float64) tensor rows."""
+    return torch.from_numpy(clip(rows.detach().cpu().to(torch.float64).numpy(), hw))
 
 
 def make_prompts(
@@ -148,36 +108,8 @@ def make_prompts(
 
     `bboxes` is an alias of `boxes` (ultralytics' keyword); giving both is an error.
     """
-    if bboxes is not None:
-        if boxes is not None:
-            raise TypeError("pass boxes= or its alias bboxes=, not both")
-        boxes = bboxes
-    opts = make_prompt_options(**options)
-    if labels is not None and points is None:
-        raise ValueError("labels were given without points; pass points=(P, 2) with the labels")
-    if boxes is None and points is None and texts is None:
-        return None
-    box_rows = None if boxes is None else parse_boxes(boxes, None, opts.box_format)
-    point_rows, point_labels = (None, None) if points is None else parse_points(points, labels)
-    text_list = None if texts is None else tuple(parse_texts(texts))
-    return Prompts(box_rows, point_rows, point_labels, text_list, opts)
-
-
-def _per_image(value: Any, name: str, num_images: int, broadcast_str: bool = False) -> list[Any]:
-    """One prompt value per image: as given for one image, else a sequence of length B."""
-    if value is None:
-        return [None] * num_images
-    if num_images == 1:
-        return [value]
-    if broadcast_str and isinstance(value, str):
-        return [value] * num_images  # one text for every image
-    if isinstance(value, str | bytes) or not hasattr(value, "__len__") or len(value) != num_images:
-        got = len(value) if hasattr(value, "__len__") and not isinstance(value, str) else value
-        raise ValueError(
-            f"{name} for {num_images} images must be a list with one entry per image (None for "
-            f"no prompt), got {got!r} entries; e.g. {name}=[[...], None, ...]"
-        )
-    return list(value)
+    arrays = make_prompt_arrays(boxes, points, labels, texts, bboxes=bboxes, **options)
+    return None if arrays is None else Prompts.from_arrays(arrays)
 
 
 def make_prompt_sets(
@@ -194,19 +126,9 @@ def make_prompt_sets(
 
     For one image the prompts are that image's; for B images each of boxes / points / labels /
     texts is a list of B entries (None for none), and a single text string applies to every
-    image.
+    image (`prompt_inputs.split_per_image`).
     """
-    if bboxes is not None:
-        if boxes is not None:
-            raise TypeError("pass boxes= or its alias bboxes=, not both")
-        boxes = bboxes
-    make_prompt_options(**options)  # bad options fail even without prompts
-    if boxes is None and points is None and labels is None and texts is None:
+    columns = split_per_image(num_images, boxes, points, labels, texts, bboxes=bboxes, **options)
+    if columns is None:
         return None
-    columns = zip(
-        _per_image(boxes, "boxes", num_images),
-        _per_image(points, "points", num_images),
-        _per_image(labels, "labels", num_images),
-        _per_image(texts, "texts", num_images, broadcast_str=True),
-    )
     return [make_prompts(b, p, lb, t, **options) for b, p, lb, t in columns]

@@ -152,6 +152,38 @@ def test_stream_yields_results_and_errors(tmp_path: Path) -> None:
     assert "broken.jpg" in str(out[1]) and "missing.jpg" in str(out[2])
 
 
+def test_stream_video_frames_like_torch(tmp_path: Path) -> None:
+    """`OnnxPredictor.stream(video, vid_stride=2)` decodes ahead through `io.images` like
+    `Predictor.stream`: the same kept frames, each result carrying its frame index."""
+    pytest.importorskip("av", reason="video sources need PyAV (the video extra)")
+    from tests.support.videos import make_video
+
+    clip = make_video(tmp_path / "clip.mp4", count=7)
+    runtime, torch_predictor = predictors("official", True)
+    ours = list(runtime.stream(clip, vid_stride=2, prefetch=1))
+    theirs = list(torch_predictor.stream(clip, vid_stride=2))
+    assert [type(r).__name__ for r in ours] == ["NumpyResults"] * 4
+    assert [r.frame for r in ours] == [r.frame for r in theirs] == [0, 2, 4, 6]
+    assert {r.path for r in ours} == {str(clip)} and ours[0].orig_hw == (120, 160)
+    assert [len(r) for r in ours] == [len(r) for r in theirs]
+    with pytest.raises(ValueError, match="vid_stride"):
+        runtime.stream(clip, vid_stride=0)
+
+
+def test_options_are_predict_options() -> None:
+    """The runtime validates `PredictOptions` (same messages); mask_backend is refused."""
+    from fastsam_core.predict_options import PredictOptions
+
+    runtime, _ = predictors("official", True)
+    assert isinstance(runtime.options, PredictOptions)
+    with pytest.raises(ValueError, match="conf must be in"):
+        runtime(photo("coffee.jpg"), conf=2.0)
+    with pytest.raises(ValueError, match="mask_backend='triton' applies to PyTorch models"):
+        runtime(photo("coffee.jpg"), mask_backend="triton")
+    with pytest.raises(ValueError, match="mask_backend='reference' applies to PyTorch models"):
+        OnnxPredictor(graph(), mask_backend="reference")
+
+
 # ---------------------------------------------------------------------- without torch
 _BLOCK_TORCH = f"""
 import importlib.abc, sys
@@ -214,6 +246,29 @@ def test_cli_without_torch(tmp_path: Path) -> None:
     assert document == json.loads(json.dumps(expected.to_json()))
     back = Results.load_npz(out / "coffee.npz")
     assert back.to_rle() == expected.to_rle()
+
+
+def test_cli_video_without_torch(tmp_path: Path) -> None:
+    """`fastsam segment clip.mp4 --vid-stride 2 --model x.onnx`: one output set per kept frame,
+    named <video>_f<frame>, with torch blocked."""
+    pytest.importorskip("av", reason="video sources need PyAV (the video extra)")
+    from tests.support.videos import make_video
+
+    clip = make_video(tmp_path / "clip.mp4", count=5)
+    out = tmp_path / "out"
+    done = _segment_without_torch(
+        str(clip), "--vid-stride", "2", "--model", str(graph()), "--out", str(out),
+        "--format", "json,npz",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "blocked" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    stems = [f"clip_f{i:06d}" for i in (0, 2, 4)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{s}{suffix}" for s in stems for suffix in (".json", ".npz")
+    )
+    expected = list(predictors("official", True)[0].stream(clip, vid_stride=2))
+    for stem, result in zip(stems, expected):
+        assert Results.load_npz(out / f"{stem}.npz").to_rle() == result.to_rle()
 
 
 def test_python_api_without_torch(tmp_path: Path) -> None:

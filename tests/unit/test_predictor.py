@@ -330,9 +330,9 @@ def test_stream_decodes_ahead_a_bounded_number(
     decoded: list[int] = []
     real = prefetch_module.load_image
 
-    def counting(item, *, bgr=False, index=0):  # type: ignore[no-untyped-def]
+    def counting(item, *, bgr=False, index=0, array=False):  # type: ignore[no-untyped-def]
         decoded.append(index)
-        return real(item, bgr=bgr, index=index)
+        return real(item, bgr=bgr, index=index, array=array)
 
     monkeypatch.setattr(prefetch_module, "load_image", counting)
     photo = _photos()[0].numpy()

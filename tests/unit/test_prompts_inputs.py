@@ -90,12 +90,12 @@ def test_box_tensors_and_arrays_of_any_layout() -> None:
 def test_box_formats_and_clip(caplog: pytest.LogCaptureFixture) -> None:
     """Boxes reaching past the edge are clipped to the image (both references and SAM do),
     logged once at INFO; boxes touching the edge are kept as they are."""
-    from fastsam_core.prompts import inputs
+    from fastsam_core import prompt_inputs as inputs  # the one parser (torch and ONNX runtime)
 
     assert parse_boxes([10, 20, 30, 5], HW, box_format="xywh").tolist() == [[10, 20, 40, 25]]
     assert parse_boxes(torch.tensor([1, 2, 3, 4]), HW).shape == (1, 4)
     inputs._logged.discard("boxes")
-    with caplog.at_level(logging.INFO, logger="fastsam_core.prompts.inputs"):
+    with caplog.at_level(logging.INFO, logger="fastsam_core.prompt_inputs"):
         assert parse_boxes([0, 0, 80, 60], HW).tolist() == [[0, 0, 80, 60]]
         assert "clipped" not in caplog.text  # on the edge: nothing to clip
         clipped = parse_boxes([[-5.5, -1, 100, 70], [0, 0, 80, 60]], HW)
@@ -241,8 +241,8 @@ def test_bboxes_is_an_alias_of_boxes() -> None:
 
 def test_prompts_checked_once_into_one_value(monkeypatch: pytest.MonkeyPatch) -> None:
     """make_prompts parses each input once; prompt(prompts=...) uses the value without parsing."""
+    from fastsam_core import prompt_inputs as prompt_set_module  # where make_prompts parses
     from fastsam_core.prompts import inputs, make_prompts
-    from fastsam_core.prompts import prompt_set as prompt_set_module
 
     calls: list[str] = []
     for name in ("parse_boxes", "parse_points", "parse_texts"):
@@ -261,7 +261,7 @@ def test_prompts_checked_once_into_one_value(monkeypatch: pytest.MonkeyPatch) ->
     assert value.boxes.tolist() == [[-10, 5, 40, 30]]  # clipped per image, later
     fitted = value.fit(HW)
     assert fitted.boxes.tolist() == [[0, 5, 40, 30]] and fitted.fit(HW) is fitted
-    assert inputs.parse_boxes is not prompt_set_module.parse_boxes  # the counting wrapper
+    assert inputs.parse_texts is not prompt_set_module.parse_texts  # the counting wrapper
     res, _ = synthetic_results(hw=HW, seed=1)
     no_text = make_prompts(boxes=[[-10, 5, 40, 30]], points=[[3, 4]], point_mode="union")
     out = prompt(res, prompts=no_text)
