@@ -211,10 +211,13 @@ def import_graph() -> dict[str, list[str]]:
 # The layering of fastsam_core, top (entry points) to bottom (no fastsam_core imports).
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("cli", "serve"), 1),
-    **dict.fromkeys(("tasks", "eval", "train", "viz"), 2),
+    **dict.fromkeys(("tasks", "eval", "train", "viz", "label"), 2),
     **dict.fromkeys(
         (
             "predictor",
+            "onnxrt",
+            "onnx_export",
+            "prompt_inputs",
             "predict_options",
             "postprocess",
             "runtime",

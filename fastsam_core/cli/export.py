@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:  # before loading the model: fail fast
         raise FileExistsError(f"{out} already exists; pass --force to overwrite it")
 
-    from fastsam_core.model.onnx_export import export_onnx
+    from fastsam_core.onnx_export import export_onnx
 
     options = {
         "imgsz": imgsz,

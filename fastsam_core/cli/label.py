@@ -40,7 +40,7 @@ from fastsam_core.cli._segment_outputs import (
     write_coco,
 )
 from fastsam_core.cli._source_args import add_source_arguments, source_options
-from fastsam_core.cli.segment import _check_out_dir, _expand, _unique_stems
+from fastsam_core.cli._sources import check_out_dir, expand_items, unique_stems
 from fastsam_core.ops.references import POSTPROCESS_NAMES  # typing only: no torch
 
 FORMATS = ("jsonl", "coco")
@@ -176,14 +176,10 @@ def run(args: argparse.Namespace) -> int:
         if value < low:
             raise ValueError(f"{flag} must be >= {low}, got {value}")
     out_dir = Path(args.out)
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir)
     stride = source_options(args)["vid_stride"]  # also applies --max-pixels
-    items, failures = _expand(args.sources)  # a video: every frame, as VideoFrame items
-    if stride > 1:  # frames 0, N, 2N...  TODO(#15): segment's _expand(vid_stride=) once it has it
-        from fastsam_core.io.video import VideoFrame
-
-        items = [i for i in items if not isinstance(i, VideoFrame) or i.index % stride == 0]
-    stems = _unique_stems(items)
+    items, failures = expand_items(args.sources, stride, command="label")  # frames 0, N, 2N...
+    stems = unique_stems(items)
     ids = image_ids(items, args.coco_gt)
     prompt_sets = _prompt_sets(args, items)
     settings = _settings(args, items)

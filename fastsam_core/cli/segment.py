@@ -22,7 +22,6 @@ nothing is reported and skipped; the exit code is 1 if any failed, 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from fastsam_core.cli._segment_outputs import (
     write_coco,
 )
 from fastsam_core.cli._source_args import add_source_arguments, source_options
-from fastsam_core.io.video import VideoFrame
+from fastsam_core.cli._sources import check_out_dir, expand_items, unique_stems
 from fastsam_core.ops.references import POSTPROCESS_NAMES  # typing only: no torch
 
 FORMATS = ("png", "json", "rle", "npz", "polygons", "jsonl", "coco")
@@ -140,26 +139,6 @@ def _parse_formats(text: str) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def _unique_stems(items: list[Any]) -> list[str]:
-    """Output stems per item: the file stem, with _2, _3... when it is already taken.
-
-    Taken is case-insensitive (`A.jpg` and `a.png` would share files on macOS and Windows) and
-    counts generated names too (`a.jpg`, `a.png`, `a_2.jpg` -> a, a_2, a_2_2).
-    """
-    stems: list[str] = []
-    taken: set[str] = set()
-    for i, item in enumerate(items):
-        base = Path(item).stem if isinstance(item, (str, Path)) else f"image{i}"
-        base = item.stem if isinstance(item, VideoFrame) else base  # clip_f000012
-        stem, count = base, 1
-        while stem.casefold() in taken:
-            count += 1
-            stem = f"{base}_{count}"
-        taken.add(stem.casefold())
-        stems.append(stem)
-    return stems
-
-
 def _check_outputs(items: list[Any], outputs: list[Path], force: bool) -> None:
     """Refuse to replace an input image (even with --force) or an existing file (without it)."""
     inputs = {Path(item).resolve() for item in items if isinstance(item, (str, Path))}
@@ -178,49 +157,6 @@ def _check_outputs(items: list[Any], outputs: list[Path], force: bool) -> None:
             f"{len(existing)} output file(s) already exist ({listed}); pass --force to "
             "replace them, --skip-existing to continue a stopped run, or choose another --out"
         )
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """--out must be a directory (created later) inside a writable folder."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"--out {out_dir} is a file; pass a directory (created if missing)")
-    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(
-            f"--out {out_dir}: cannot write into {existing}; choose another --out"
-        )
-
-
-def _expand(sources: list[str], vid_stride: int = 1) -> tuple[list[Any], int]:
-    """(image files and kept video frames of every source, number of sources that gave none,
-    each reported). Torch-free (`io.images`): the ONNX runtime's sources too."""
-    from fastsam_core.io.images import IMAGE_EXTENSIONS, expand_sources
-
-    items: list[Any] = []
-    failures = 0
-    for source in sources:  # a missing file or an empty glob is one failure, not the end
-        try:
-            found = expand_sources(source, vid_stride)
-        except (FileNotFoundError, ValueError) as err:
-            print(f"fastsam segment: skipped {source}: {err}", file=sys.stderr)
-            failures += 1
-            continue
-        if not found:  # a directory without image files
-            print(
-                f"fastsam segment: skipped {source}: no image files "
-                f"({', '.join(IMAGE_EXTENSIONS)})",
-                file=sys.stderr,
-            )
-            failures += 1
-        for item in found:
-            if isinstance(item, Path) and not item.exists():  # reported now, not after loading
-                print(f"fastsam segment: skipped {item}: no such file", file=sys.stderr)
-                failures += 1
-            else:
-                items.append(item)
-    if not items:
-        raise FileNotFoundError(f"no images found in {sources}")
-    return items, failures
 
 
 def _plot_options(text: str, alpha: float) -> dict[str, Any]:
@@ -249,9 +185,9 @@ def run(args: argparse.Namespace) -> int:
     prompts = onnx_prompts(args) if onnx else parse_prompt_flags(args)
     plot["prompts"] = prompts if plot["prompts"] else None
     out_dir = Path(args.out)
-    _check_out_dir(out_dir)
-    items, failures = _expand(args.sources, source_options(args)["vid_stride"])
-    stems = _unique_stems(items)
+    check_out_dir(out_dir)
+    items, failures = expand_items(args.sources, source_options(args)["vid_stride"])
+    stems = unique_stems(items)
     ids = image_ids(items, args.coco_gt)
     dataset = bool({"jsonl", "coco"} & set(formats))
     outputs = [out_dir / f"{s}{SUFFIXES[f]}" for s in stems for f in formats if f in SUFFIXES]

@@ -274,10 +274,10 @@ def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
 
 
 def test_unique_stems_never_collide() -> None:
-    from fastsam_core.cli.segment import _unique_stems
+    from fastsam_core.cli._sources import unique_stems
 
     items = ["x/a.jpg", "y/a.png", "a_2.jpg", "A.jpg", "b.png", "z/b.png"]
-    stems = _unique_stems(items)
+    stems = unique_stems(items)
     assert stems == ["a", "a_2", "a_2_2", "A_3", "b", "b_2"]
     assert len({s.casefold() for s in stems}) == len(items)  # also on case-insensitive disks
 

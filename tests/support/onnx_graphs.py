@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_CHECKPOINT = REPO_ROOT / "tests" / "fixtures" / "ul120_tiny_seg_r26.pt"
 # Files whose change invalidates cached graphs (the version alone does not move during work).
 _EXPORTER_SOURCES = (
-    "fastsam_core/model/onnx_export.py",
+    "fastsam_core/onnx_export.py",
     "fastsam_core/onnxrt/graph.py",
     "fastsam_core/onnxrt/quantize.py",
 )
@@ -54,7 +54,7 @@ def _key(recipe: GraphRecipe) -> str:
 
 def exported_graph(recipe: GraphRecipe = GraphRecipe()) -> Path:
     """The cached `.onnx` of `recipe`, exported on first use (atomic: safe across processes)."""
-    from fastsam_core.model.onnx_export import export_onnx
+    from fastsam_core.onnx_export import export_onnx
 
     folder = test_cache_root() / "onnx-graphs"
     path = folder / f"{_key(recipe)}.onnx"
@@ -84,7 +84,7 @@ def reference_outputs(images: np.ndarray, recipe: GraphRecipe = GraphRecipe()) -
     import torch
 
     from fastsam_core.model.fuse import fuse_conv_bn
-    from fastsam_core.model.onnx_export import ExportGraph
+    from fastsam_core.onnx_export import ExportGraph
     from fastsam_core.postprocess import POSTPROCESS
     from fastsam_core.weights import load_model
 

@@ -1,4 +1,4 @@
-"""fastsam_core.model.onnx_export + onnxrt.graph: exported graphs against their torch twin, the
+"""fastsam_core.onnx_export + onnxrt.graph: exported graphs against their torch twin, the
 metadata schema, and the file rules (refuses to overwrite, complete or absent). Issue 14."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 
 from fastsam_core import __version__
 from fastsam_core.config import FASTSAM_S, yolov8_seg_config
-from fastsam_core.model.onnx_export import export_onnx
+from fastsam_core.onnx_export import export_onnx
 from fastsam_core.model.yolov8_seg import YoloV8Seg
 from fastsam_core.onnxrt.graph import FORMAT_VERSION, METADATA_KEY, OUTPUT_NAMES, GraphInfo
 from fastsam_core.onnxrt.session import OnnxNetwork
