@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        print("fastsam serve: stopped")
+        print("fastsam serve: stopped", flush=True)
     finally:
         server.server_close()
     return 0

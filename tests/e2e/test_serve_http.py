@@ -391,8 +391,10 @@ def test_serve_limits_are_checked() -> None:
 
 def test_cli_serves_until_stopped() -> None:
     """`fastsam serve --port 0` prints its URL, answers, and stops on SIGINT with exit code 0."""
-    command = [sys.executable, "-m", "fastsam_core", "serve", "--model", str(CHECKPOINT)]
-    command += ["--imgsz", str(IMGSZ), "--device", "cpu", "--port", "0", "--cache-images", "2"]
+    # -X faulthandler: if the server does not stop, SIGABRT makes it print where it is stuck
+    command = [sys.executable, "-X", "faulthandler", "-m", "fastsam_core", "serve"]
+    command += ["--model", str(CHECKPOINT), "--imgsz", str(IMGSZ), "--device", "cpu"]
+    command += ["--port", "0", "--cache-images", "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -411,7 +413,12 @@ def test_cli_serves_until_stopped() -> None:
             f"fastsam serve: error: cannot listen on 127.0.0.1:{port}: Address already in use"
         ), done.stderr
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        try:
+            out, err = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # faulthandler dumps every thread's stack
+            out, err = process.communicate(timeout=30)
+            raise AssertionError(f"the server did not stop on SIGINT:\n{err[-6000:]}") from None
         assert process.returncode == 0 and "stopped" in out, err
     finally:
         if process.poll() is None:
