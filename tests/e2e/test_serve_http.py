@@ -391,8 +391,14 @@ def test_serve_limits_are_checked() -> None:
 
 def test_cli_serves_until_stopped() -> None:
     """`fastsam serve --port 0` prints its URL, answers, and stops on SIGINT with exit code 0."""
-    # -X faulthandler: if the server does not stop, SIGABRT makes it print where it is stuck
-    command = [sys.executable, "-X", "faulthandler", "-m", "fastsam_core", "serve"]
+    # -X faulthandler: if the server does not stop, SIGABRT makes it print where it is stuck.
+    # Python's SIGINT handler re-installed: a runner started in the background (nohup, &) ignores
+    # SIGINT, and a child inheriting that would install no KeyboardInterrupt handler.
+    main = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from fastsam_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    command = [sys.executable, "-X", "faulthandler", "-c", main, "serve"]
     command += ["--model", str(CHECKPOINT), "--imgsz", str(IMGSZ), "--device", "cpu"]
     command += ["--port", "0", "--cache-images", "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
