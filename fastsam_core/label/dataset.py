@@ -46,8 +46,9 @@ class SourceDataset(Dataset[Decoded]):
     def __getitem__(self, index: int) -> Decoded:
         item = self.items[index]
         name = str(item) if not isinstance(item, torch.Tensor) else f"image{index}"
-        try:
-            image = load_image(item, bgr=self.bgr, index=index)
+        try:  # numpy, not a tensor: a tensor crosses to the main process by file-descriptor
+            # passing, whose sharer thread prints a traceback when Ctrl-C tears the workers down
+            image = load_image(item, bgr=self.bgr, index=index, array=True)
         except Exception as err:  # noqa: BLE001  reported for its file, the run goes on
             return Decoded(index, name, error=str(err))
         return Decoded(index, name, image=image)
@@ -55,6 +56,14 @@ class SourceDataset(Dataset[Decoded]):
 
 def _keep_list(batch: list[Decoded]) -> list[Decoded]:
     """collate_fn: images of different sizes stay a list (the predictor letterboxes them)."""
+    return batch
+
+
+def _as_tensors(batch: list[Decoded]) -> list[Decoded]:
+    """The decoded (H0, W0, 3) uint8 arrays as tensors (no copy), in the main process."""
+    for decoded in batch:
+        if decoded.image is not None:
+            decoded.image.image = torch.from_numpy(decoded.image.image)
     return batch
 
 
@@ -85,4 +94,4 @@ def decode_batches(
         prefetch_factor=prefetch if workers > 0 else None,
         persistent_workers=False,
     )
-    return iter(loader)
+    return (_as_tensors(batch) for batch in loader)
